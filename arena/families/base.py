@@ -1,0 +1,84 @@
+"""What every family module provides, and the small helpers they share.
+
+Every `arena/families/<family>.py` exposes the same surface, so two families read side by side:
+
+    Config       pydantic model of the architecture (official config field names; extra fields forbidden)
+    Workloads    pydantic model of the input sizes that define inference / latency / training
+    parameter_shapes(config) -> dict[str, tuple[int, ...]]
+                 every tensor of the official state dict (names exactly as the official
+                 implementation writes them, buffers such as BatchNorm running stats included)
+    init_tensor(name, shape, config, rng) -> np.ndarray (float32)
+                 the family's usual init for one tensor, so activations and losses sit in realistic
+                 ranges (an LM at init scores about ln(vocab))
+    make_inputs(config, workloads, workload, rng) -> dict[str, np.ndarray]
+                 the inputs of one workload; every framework receives exactly these arrays
+    reference_loss(config, workloads, outputs, inputs) -> float
+                 the loss recomputed in numpy from the training workload's outputs (a check on the
+                 reference, and the documentation of the label convention)
+    flops(config, workloads, workload) -> float
+                 analytic FLOPs (2 per multiply-add) of one call of the workload
+    work_items(workloads, workload) -> tuple[float, str]
+                 what one call processes, for throughput: (count, unit) e.g. (128, "tokens")
+    OUTPUTS: dict[str, tuple[str, ...]]
+                 the output names each workload returns ("training" returns "loss" plus gradients)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+WORKLOADS = ("inference", "latency", "training")
+
+
+class FamilyConfig(BaseModel):
+    """Base of every family's architecture config: frozen, unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FamilyWorkloads(BaseModel):
+    """Base of every family's workload sizes: frozen, unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def seed_for(*parts: object) -> int:
+    """A 64-bit seed from names, stable across processes and Python versions (unlike hash())."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def rng_for(*parts: object) -> np.random.Generator:
+    return np.random.default_rng(seed_for(*parts))
+
+
+def normal(rng: np.random.Generator, shape: tuple[int, ...], std: float) -> np.ndarray:
+    return (rng.standard_normal(shape, dtype=np.float32) * np.float32(std)).astype(np.float32)
+
+
+def kaiming_uniform(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """PyTorch's default Linear/Conv init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform, a=sqrt(5))."""
+    fan_in = math.prod(shape[1:]) if len(shape) > 1 else shape[0]
+    bound = 1.0 / math.sqrt(fan_in)
+    return rng.uniform(-bound, bound, size=shape).astype(np.float32)
+
+
+def bias_uniform(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int) -> np.ndarray:
+    """PyTorch's default bias init for a layer with this fan-in."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return rng.uniform(-bound, bound, size=shape).astype(np.float32)
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray, ignore_index: int = -100) -> float:
+    """Mean cross-entropy over positions whose label != ignore_index, computed in float64."""
+    logits = logits.reshape(-1, logits.shape[-1]).astype(np.float64)
+    labels = labels.reshape(-1)
+    keep = labels != ignore_index
+    logits, labels = logits[keep], labels[keep]
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return float(-log_probs[np.arange(len(labels)), labels].mean())

@@ -1,0 +1,63 @@
+"""The contract between the cell runner and a framework adapter. Plain values only; no framework code.
+
+An adapter package `arena/frameworks/<fw>/__init__.py` declares:
+
+    DISTRIBUTION: str                 the pip distribution whose version identifies the framework
+    INSTALL_HINT: str                 what to install when it is missing
+    VARIANTS: dict[str, str]          variant -> what it changes ("" is the plain framework)
+    UNSUPPORTED: dict[str, str]       "family" or "family/workload" -> why it cannot run (never faked)
+    probe(ctx: BuildContext) -> Probe imports the framework for real and says whether the device works
+
+and one module per family, `arena/frameworks/<fw>/<family>.py`, with the same four functions:
+
+    build(config, weights: dict[str, np.ndarray], ctx: BuildContext) -> model   (framework object)
+    inference(model, inputs) -> Step
+    latency(model, inputs) -> Step
+    training(model, inputs) -> Step
+
+Creating a Step does the untimed set-up (moving inputs to the device, filling a KV cache); `Step.run`
+is one timed iteration and must return only when the device has finished (the framework's own sync);
+`Step.fetch` turns the last run's value into numpy arrays named as in the family's `OUTPUTS`, with
+gradients as `grad/<official tensor name>` in PyTorch layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+
+class BuildContext(BaseModel):
+    """What a cell asks of a framework: the same for every framework in a run, apart from device/variant."""
+
+    model_config = ConfigDict(frozen=True)
+
+    device: str
+    dtype: str
+    threads: int
+    variant: str = ""
+
+
+class Probe(BaseModel):
+    """What a framework says about itself on this machine, recorded in the result."""
+
+    available: bool
+    reason: str = ""
+    version: str = ""
+    backend: str = ""
+    device_name: str = ""
+    settings: dict[str, Any] = {}
+
+
+@dataclass
+class Step:
+    run: Callable[[], Any]
+    fetch: Callable[[Any], dict[str, np.ndarray]]
+    # Called right before the timed loop; the function it returns is called right after it and lists
+    # what went wrong in between (a recompilation inside the timed region, say). Each problem is
+    # recorded in the result and makes the cell's timing invalid.
+    watch: Callable[[], Callable[[], list[str]]] = field(default=lambda: lambda: [])

@@ -1,0 +1,99 @@
+"""What the torch family files share: tensors in and out, the device sync, compile, the training step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from arena.frameworks.contract import BuildContext, Step
+from arena.frameworks.torch import DTYPES
+
+
+def torch_dtype(ctx: BuildContext) -> torch.dtype:
+    return getattr(torch, DTYPES[ctx.dtype])
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def to_device(arrays: dict[str, np.ndarray], device: torch.device, float_dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """numpy -> torch on the device; floating inputs take the cell's dtype, integers stay integers."""
+    out = {}
+    for name, array in arrays.items():
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).to(device)
+        out[name] = tensor.to(float_dtype) if tensor.is_floating_point() else tensor
+    return out
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().to("cpu", torch.float32).numpy()
+
+
+def load_strict(module: torch.nn.Module, weights: dict[str, np.ndarray], tied: dict[str, str] | None = None) -> None:
+    """Load official-named weights with strict key checking; `tied` maps a derived key to its source."""
+    state = {name: torch.from_numpy(array) for name, array in weights.items()}
+    for derived, source in (tied or {}).items():
+        state[derived] = state[source]
+    module.load_state_dict(state, strict=True)
+
+
+def maybe_compile(fn: Callable, ctx: BuildContext) -> Callable:
+    return torch.compile(fn) if ctx.variant == "compile" else fn
+
+
+def compile_watch(ctx: BuildContext) -> Callable[[], Callable[[], list[str]]]:
+    """A Step.watch that reports any dynamo compilation during the timed calls."""
+    if ctx.variant != "compile":
+        return lambda: lambda: []
+    from torch._dynamo.utils import counters
+
+    def watch() -> Callable[[], list[str]]:
+        graphs_before = counters["stats"]["unique_graphs"]
+
+        def problems() -> list[str]:
+            extra = counters["stats"]["unique_graphs"] - graphs_before
+            return [f"torch.compile produced {extra} new graph(s) during the timed calls"] if extra else []
+
+        return problems
+
+    return watch
+
+
+def forward_step(fn: Callable[[], dict[str, torch.Tensor]], device: torch.device, ctx: BuildContext) -> Step:
+    """An inference-mode step: `fn` returns named output tensors."""
+
+    def run():
+        with torch.inference_mode():
+            out = fn()
+        sync(device)
+        return out
+
+    return Step(run=run, fetch=lambda out: {k: to_numpy(v) for k, v in out.items()}, watch=compile_watch(ctx))
+
+
+def training_step(module: torch.nn.Module, loss_fn: Callable[[], torch.Tensor], device: torch.device, ctx: BuildContext) -> Step:
+    """Forward + loss + backward as one unit; gradients come back under the official parameter names."""
+    params = dict(module.named_parameters())
+
+    def run():
+        for p in params.values():
+            p.grad = None
+        loss = loss_fn()
+        loss.backward()
+        sync(device)
+        return loss.detach()
+
+    def fetch(loss: torch.Tensor) -> dict[str, np.ndarray]:
+        grads = {f"grad/{name}": to_numpy(p.grad) for name, p in params.items() if p.grad is not None}
+        missing = [name for name, p in params.items() if p.requires_grad and p.grad is None]
+        if missing:
+            raise RuntimeError(f"no gradient reached {len(missing)} parameters, e.g. {missing[:3]}")
+        return {"loss": to_numpy(loss)} | grads
+
+    return Step(run=run, fetch=fetch, watch=compile_watch(ctx))

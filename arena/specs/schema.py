@@ -1,0 +1,150 @@
+"""The model spec: one YAML file in specs/models/ is one model, an instance of a family.
+
+`config` and `workloads` are typed by the family (see `spec_model_for`), so a wrong field is caught
+before anything runs, with its full path. Everything here is frozen data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from arena.families import load_family
+from arena.families.base import FamilyConfig, FamilyWorkloads
+
+DTYPES = ("fp32", "fp16", "bf16")
+REQUIRED_PRESETS = ("full", "tiny")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timing(Strict):
+    """Repeat until both min_reps and min_seconds are met, capped by max_reps (after warmup calls)."""
+
+    warmup: int = Field(2, ge=0, description="untimed calls after the first (prepare) call")
+    min_reps: int = Field(5, ge=1, description="timed calls at least")
+    min_seconds: float = Field(1.0, ge=0, description="timed seconds at least")
+    max_reps: int = Field(200, ge=1, description="timed calls at most")
+
+    @model_validator(mode="after")
+    def _reps_ordered(self) -> Timing:
+        if self.max_reps < self.min_reps:
+            raise ValueError(f"max_reps ({self.max_reps}) must be >= min_reps ({self.min_reps})")
+        return self
+
+
+class OutputTolerance(Strict):
+    """Full-output agreement: |a-b| <= atol + rtol*|b| elementwise, and cosine >= min_cosine."""
+
+    atol: float = Field(ge=0)
+    rtol: float = Field(ge=0)
+    min_cosine: float = Field(0.9999, ge=-1, le=1)
+
+
+class LossTolerance(Strict):
+    """|L - L_ref| <= atol + rtol*|L_ref| (no max(|L|, 1) floor: a near-zero loss must still agree)."""
+
+    atol: float = Field(ge=0)
+    rtol: float = Field(ge=0)
+
+
+class GradTolerance(Strict):
+    """Gradients, per tensor and globally. Elements are compared on a fixed seeded sample of each
+    tensor (the reference keeps norms and samples, not 135 M floats per model)."""
+
+    norm_rtol: float = Field(ge=0, description="relative error of each tensor's gradient norm and of the global norm")
+    sample_rel_l2: float = Field(ge=0, description="||a - b|| / ||b|| over each tensor's sampled elements")
+    min_cosine: float = Field(0.999, ge=-1, le=1, description="cosine of each tensor's sampled elements")
+
+
+class Tolerances(Strict):
+    output: OutputTolerance
+    loss: LossTolerance
+    grad: GradTolerance
+
+
+class Weights(Strict):
+    """Where the weights come from. `generated` needs no network; `local` reads a checkpoint folder."""
+
+    source: Literal["generated", "local"] = "generated"
+    seed: int = 0
+    path: str | None = Field(None, description="folder with *.safetensors (source: local)")
+
+    @model_validator(mode="after")
+    def _path_matches_source(self) -> Weights:
+        if self.source == "local" and not self.path:
+            raise ValueError("source 'local' needs a path to a folder of .safetensors files")
+        if self.source == "generated" and self.path:
+            raise ValueError("path is only used with source 'local'")
+        return self
+
+
+class PresetBase(Strict):
+    config: FamilyConfig
+    workloads: FamilyWorkloads
+    timeout_s: float = Field(600, gt=0, description="wall-clock limit of one cell (all workloads)")
+    timing: Timing | None = Field(None, description="overrides the spec's timing for this preset")
+
+
+class ModelSpecBase(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    family: str
+    description: str = ""
+    reference: str = Field("", description="the official implementation and checkpoint this mirrors")
+    presets: dict[str, PresetBase]
+    timing: Timing = Timing()
+    tolerances: dict[Literal["fp32", "fp16", "bf16"], Tolerances]
+    weights: Weights = Weights()
+
+    @model_validator(mode="after")
+    def _required_presets(self) -> ModelSpecBase:
+        missing = [p for p in REQUIRED_PRESETS if p not in self.presets]
+        if missing:
+            raise ValueError(f"presets must include {', '.join(REQUIRED_PRESETS)}; missing {', '.join(missing)}")
+        if "fp32" not in self.tolerances:
+            raise ValueError("tolerances must include fp32")
+        return self
+
+    def preset(self, name: str):
+        return self.presets[name]
+
+    def timing_for(self, preset: str) -> Timing:
+        return self.presets[preset].timing or self.timing
+
+    def spec_hash(self, preset: str) -> str:
+        """Hash of what determines the computation of a preset: family, config, workloads, weights.
+
+        Tolerances and timing policy are left out on purpose: changing them re-judges or re-times
+        a result, it does not change what was computed.
+        """
+        p = self.presets[preset]
+        payload = {
+            "family": self.family,
+            "config": p.config.model_dump(mode="json"),
+            "workloads": p.workloads.model_dump(mode="json"),
+            "weights": self.weights.model_dump(mode="json"),
+        }
+        blob = json.dumps(payload, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@cache
+def spec_model_for(family: str) -> type[ModelSpecBase]:
+    """A ModelSpec class whose presets' config/workloads are the family's own pydantic models."""
+    module = load_family(family)
+    preset_cls = create_model(
+        f"Preset_{family}",
+        __base__=PresetBase,
+        config=(module.Config, ...),
+        workloads=(module.Workloads, ...),
+    )
+    return create_model(f"ModelSpec_{family}", __base__=ModelSpecBase, presets=(dict[str, preset_cls], ...))
+
+
+ModelSpec = ModelSpecBase
