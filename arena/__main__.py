@@ -1,0 +1,49 @@
+"""`python -m arena [+matrix=NAME] [key=value ...]`: run a benchmark matrix (Hydra composes, pydantic validates).
+
+Without `+matrix=`, the matrix for this machine is chosen (apple on Apple Silicon, nvidia where an
+NVIDIA GPU is visible, cpu otherwise) exactly as if it had been typed.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import sys
+
+from arena.errors import ArenaError
+
+
+def detect_matrix() -> str:
+    if platform.system() == "Darwin" and platform.machine() == "arm64":
+        return "apple"
+    if shutil.which("nvidia-smi"):
+        return "nvidia"
+    return "cpu"
+
+
+def main() -> None:
+    import hydra
+    from omegaconf import OmegaConf
+
+    if not any(arg.lstrip("+").startswith("matrix=") for arg in sys.argv[1:]) and not {"-h", "--help", "--cfg", "-c", "--info", "-i"} & set(sys.argv[1:]):
+        sys.argv.append(f"+matrix={detect_matrix()}")
+
+    @hydra.main(version_base="1.3", config_path="conf", config_name="config")
+    def app(cfg) -> None:
+        from arena.results.report import print_summary
+        from arena.run.config import validate_run_config
+        from arena.run.orchestrate import execute, plan
+
+        try:
+            config = validate_run_config(OmegaConf.to_container(cfg, resolve=True))
+            results = execute(plan(config))
+        except ArenaError as err:
+            print(f"arena: error: {err}", file=sys.stderr)
+            sys.exit(1)
+        print_summary(results)
+
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Did a framework run the same model? Compare its outputs, loss and gradients with the reference.
+
+Artifacts are flat dicts of numpy arrays: `<workload>/<output>` for outputs (full tensors),
+`training/loss`, and for gradients `training/grad_norm/<name>` (float64 norm) and
+`training/grad_sample/<name>` (a fixed seeded sample of the tensor's elements, the same indices in
+every framework). Degeneracy guards come first: non-finite, all-zero or constant outputs fail whatever
+the tolerances say, so a model that outputs zeros can never "match" a reference that is near zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from arena.families.base import rng_for
+from arena.results.schema import Check, Correctness
+from arena.specs.schema import Tolerances
+
+GRAD_SAMPLE_SIZE = 256
+
+
+def fingerprint(outputs: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Workload outputs → the artifact: full outputs, the loss, gradient norms and seeded samples."""
+    artifact: dict[str, np.ndarray] = {}
+    for workload, named in outputs.items():
+        for name, array in named.items():
+            if name.startswith("grad/"):
+                param = name.removeprefix("grad/")
+                flat = np.asarray(array, dtype=np.float64).reshape(-1)
+                artifact[f"{workload}/grad_norm/{param}"] = np.array(np.linalg.norm(flat))
+                artifact[f"{workload}/grad_sample/{param}"] = flat[sample_indices(param, flat.size)]
+            else:
+                artifact[f"{workload}/{name}"] = np.asarray(array)
+    return artifact
+
+
+def sample_indices(param: str, size: int) -> np.ndarray:
+    if size <= GRAD_SAMPLE_SIZE:
+        return np.arange(size)
+    return np.sort(rng_for("grad-sample", param).choice(size, GRAD_SAMPLE_SIZE, replace=False))
+
+
+def degeneracy(array: np.ndarray) -> str:
+    """Why an output cannot be evidence of a correct model, or '' if it can."""
+    if not np.all(np.isfinite(array)):
+        return f"non-finite values ({int(np.sum(~np.isfinite(array)))} of {array.size})"
+    if array.size > 1 and float(np.max(array) - np.min(array)) == 0.0:
+        return f"constant output ({float(array.reshape(-1)[0])})"
+    if not np.any(array):
+        return "all-zero output"
+    return ""
+
+
+def validate_reference(reference: dict[str, np.ndarray]) -> list[Check]:
+    """The reference itself must not be degenerate (a broken reference would pass broken frameworks)."""
+    checks = []
+    for key, array in reference.items():
+        if "/grad_" in key:
+            continue
+        problem = degeneracy(array) if array.size > 1 else ("" if np.isfinite(array).all() else "non-finite")
+        checks.append(Check(name=key, passed=not problem, detail=problem))
+    return checks
+
+
+def compare(candidate: dict[str, np.ndarray], reference: dict[str, np.ndarray], tol: Tolerances) -> Correctness:
+    checks: list[Check] = []
+    for key in sorted(reference):
+        if "/grad_" in key or key.endswith("/loss"):
+            continue
+        if key in candidate:
+            checks.append(_compare_output(key, candidate[key], reference[key], tol))
+    for key in sorted(k for k in reference if k.endswith("/loss")):
+        if key in candidate:
+            checks.append(_compare_loss(key, candidate[key], reference[key], tol))
+    if any(k.startswith("training/") for k in candidate) and any("/grad_norm/" in k for k in reference):
+        checks.extend(_compare_grads(candidate, reference, tol))
+    if not checks:
+        return Correctness(verdict="n/a", reason="no workload with outputs to compare", checks=[])
+    failed = [c for c in checks if not c.passed]
+    reason = "; ".join(f"{c.name}: {c.detail}" for c in failed[:3]) + (f" (+{len(failed) - 3} more)" if len(failed) > 3 else "")
+    return Correctness(verdict="fail" if failed else "pass", reason=reason, checks=checks)
+
+
+def _compare_output(key: str, a: np.ndarray, b: np.ndarray, tol: Tolerances) -> Check:
+    if a.shape != b.shape:
+        return Check(name=key, passed=False, detail=f"shape {a.shape} != reference {b.shape}")
+    problem = degeneracy(a)
+    if problem:
+        return Check(name=key, passed=False, detail=problem)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    diff = np.abs(a64 - b64)
+    o = tol.output
+    figures = {
+        "max_abs": float(diff.max()),
+        "max_rel": float((diff / np.maximum(np.abs(b64), o.atol or 1e-12)).max()),
+        "cosine": _cosine(a64, b64),
+        "within_tol": float(np.mean(diff <= o.atol + o.rtol * np.abs(b64))),
+    }
+    if a.ndim >= 2 and key.endswith("logits"):
+        figures["argmax_agree"] = float(np.mean(a64.argmax(-1) == b64.argmax(-1)))
+    failures = []
+    if figures["within_tol"] < 1.0:
+        failures.append(f"max_abs {figures['max_abs']:.3g} exceeds atol {o.atol:g} + rtol {o.rtol:g}·|ref| at {1 - figures['within_tol']:.2%} of elements")
+    if figures["cosine"] < o.min_cosine:
+        failures.append(f"cosine {figures['cosine']:.7f} < {o.min_cosine}")
+    return Check(name=key, passed=not failures, figures=figures, detail="; ".join(failures))
+
+
+def _compare_loss(key: str, a: np.ndarray, b: np.ndarray, tol: Tolerances) -> Check:
+    la, lb = float(np.asarray(a).reshape(-1)[0]), float(np.asarray(b).reshape(-1)[0])
+    if not np.isfinite(la):
+        return Check(name=key, passed=False, detail=f"non-finite loss {la}")
+    diff = abs(la - lb)
+    figures = {"loss": la, "reference_loss": lb, "abs_diff": diff, "rel_diff": diff / abs(lb) if lb else float("inf")}
+    bound = tol.loss.atol + tol.loss.rtol * abs(lb)
+    return Check(name=key, passed=diff <= bound, figures=figures, detail="" if diff <= bound else f"|ΔL| {diff:.3g} > {bound:.3g}")
+
+
+def _compare_grads(candidate: dict[str, np.ndarray], reference: dict[str, np.ndarray], tol: Tolerances) -> list[Check]:
+    g = tol.grad
+    names = sorted(k.removeprefix("training/grad_norm/") for k in reference if k.startswith("training/grad_norm/"))
+    missing = [n for n in names if f"training/grad_norm/{n}" not in candidate]
+    worst: dict[str, tuple[float, str]] = {"norm_rel": (0.0, ""), "sample_rel_l2": (0.0, ""), "cosine": (1.0, "")}
+    failures: list[str] = []
+    norm_a, norm_b = 0.0, 0.0
+    for name in names:
+        if name in missing:
+            continue
+        na, nb = float(candidate[f"training/grad_norm/{name}"]), float(reference[f"training/grad_norm/{name}"])
+        norm_a, norm_b = norm_a + na * na, norm_b + nb * nb
+        sa = candidate[f"training/grad_sample/{name}"].astype(np.float64)
+        sb = reference[f"training/grad_sample/{name}"].astype(np.float64)
+        if not (np.isfinite(na) and np.all(np.isfinite(sa))):
+            failures.append(f"{name}: non-finite gradient")
+            continue
+        if nb == 0.0:
+            if na != 0.0:
+                failures.append(f"{name}: gradient should be zero, norm is {na:.3g}")
+            continue
+        norm_rel = abs(na - nb) / nb
+        sample_norm = np.linalg.norm(sb)
+        rel_l2 = float(np.linalg.norm(sa - sb) / sample_norm) if sample_norm else float(np.linalg.norm(sa))
+        cos = _cosine(sa, sb) if sample_norm else 1.0
+        for figure, value, bad in (("norm_rel", norm_rel, norm_rel > g.norm_rtol), ("sample_rel_l2", rel_l2, rel_l2 > g.sample_rel_l2), ("cosine", cos, cos < g.min_cosine)):
+            if (figure == "cosine" and value < worst[figure][0]) or (figure != "cosine" and value > worst[figure][0]):
+                worst[figure] = (value, name)
+            if bad:
+                failures.append(f"{name}: {figure} {value:.3g}")
+    norm_a, norm_b = norm_a**0.5, norm_b**0.5
+    global_rel = abs(norm_a - norm_b) / norm_b if norm_b else 0.0
+    if global_rel > g.norm_rtol:
+        failures.insert(0, f"global grad norm {norm_a:.6g} vs {norm_b:.6g} (rel {global_rel:.3g})")
+    if missing:
+        failures.insert(0, f"no gradient for {len(missing)} tensors, e.g. {missing[0]}")
+    figures = {
+        "tensors": float(len(names)),
+        "global_norm": norm_a,
+        "reference_global_norm": norm_b,
+        "global_norm_rel": global_rel,
+        "worst_norm_rel": worst["norm_rel"][0],
+        "worst_sample_rel_l2": worst["sample_rel_l2"][0],
+        "worst_cosine": worst["cosine"][0],
+    }
+    detail = "; ".join(failures[:3]) + (f" (+{len(failures) - 3} more)" if len(failures) > 3 else "")
+    return [Check(name="training/grads", passed=not failures, figures=figures, detail=detail)]
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 or nb == 0:
+        return 1.0 if na == nb else 0.0
+    return float(np.dot(a.reshape(-1), b.reshape(-1)) / (na * nb))

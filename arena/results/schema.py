@@ -1,0 +1,127 @@
+"""The result contract: one JSON file per cell, versioned, validated, self-describing.
+
+Bump SCHEMA_VERSION on any incompatible change; `arena schema` exports the JSON Schema that the site
+publishes beside the raw files.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+Status = Literal["ok", "error", "timeout", "crashed", "unavailable", "unsupported", "running"]
+Verdict = Literal["reference", "pass", "fail", "n/a"]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Stats(Model):
+    """Statistics of the timed calls of one workload (all in milliseconds)."""
+
+    n: int
+    median_ms: float
+    mean_ms: float
+    std_ms: float
+    p10_ms: float
+    p90_ms: float
+    min_ms: float
+    max_ms: float
+    cv: float = Field(description="std / mean")
+    ci95_low_ms: float = Field(description="bootstrap 95 % confidence interval of the median, low end")
+    ci95_high_ms: float
+    samples_ms: list[float]
+
+
+class WorkloadMetrics(Model):
+    status: Literal["ok", "unsupported", "error"] = "ok"
+    reason: str = ""
+    first_call_ms: float | None = Field(None, description="the first (cold) call, compilation included")
+    stats: Stats | None = None
+    throughput: float | None = Field(None, description="work items per second at the median")
+    throughput_unit: str = ""
+    flops: float | None = Field(None, description="analytic FLOPs of one call (2 per multiply-add)")
+    gflops_per_s: float | None = Field(None, description="achieved GFLOP/s at the median")
+    peak_rss_bytes: int | None = Field(None, description="peak resident memory of the process while this workload ran")
+    problems: list[str] = Field(default_factory=list, description="timing-validity problems (e.g. recompilation)")
+
+
+class Prepare(Model):
+    """Cold start: load the weights file, build the model, first inference call (compilation included)."""
+
+    load_ms: float
+    build_ms: float
+    first_call_ms: float | None = None
+    total_ms: float
+
+
+class Metrics(Model):
+    prepare: Prepare | None = None
+    inference: WorkloadMetrics | None = None
+    latency: WorkloadMetrics | None = None
+    training: WorkloadMetrics | None = None
+    peak_memory_bytes: int | None = Field(None, description="peak resident memory of the whole cell process")
+
+
+class Check(Model):
+    name: str = Field(description="what was compared, e.g. inference/logits, training/loss, training/grads")
+    passed: bool
+    figures: dict[str, float] = Field(default_factory=dict)
+    detail: str = ""
+
+
+class Correctness(Model):
+    verdict: Verdict = "n/a"
+    reason: str = ""
+    reference: str = Field("", description="which reference artifact this was compared with")
+    checks: list[Check] = Field(default_factory=list)
+
+
+class System(Model):
+    platform_id: str
+    cpu_model: str
+    physical_cores: int | None
+    logical_cores: int | None
+    ram_bytes: int | None
+    os: str
+    python: str
+    gpu: str = ""
+    hostname: str = ""
+    arena_version: str
+    arena_commit: str = ""
+
+
+class Result(Model):
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    created: str = Field(description="UTC ISO time the cell finished")
+    model: str
+    family: str
+    preset: str
+    framework: str
+    framework_distribution: str = ""
+    framework_version: str = ""
+    backend: str = ""
+    device: str
+    device_name: str = ""
+    dtype: str
+    threads: int
+    settings: dict[str, Any] = Field(default_factory=dict, description="every framework setting that applied")
+    status: Status
+    reason: str = ""
+    metrics: Metrics = Field(default_factory=Metrics)
+    correctness: Correctness = Field(default_factory=Correctness)
+    spec_hash: str
+    weights_hash: str = ""
+    weights_source: str = ""
+    timing_policy: dict[str, Any] = Field(default_factory=dict)
+    wall_s: float | None = None
+    system: System
+
+
+def json_schema() -> dict[str, Any]:
+    return Result.model_json_schema()

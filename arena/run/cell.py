@@ -1,0 +1,50 @@
+"""A cell — one model × preset × framework × device × dtype — and the job handed to its child process."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from arena.results.schema import System
+
+
+class Cell(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str
+    preset: str
+    framework: str
+    device: str
+    dtype: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}/{self.preset}/{self.framework}@{self.device}/{self.dtype}"
+
+    @property
+    def file_stem(self) -> str:
+        return f"{self.framework}-{self.device.replace(':', '_')}-{self.dtype}"
+
+    @property
+    def is_reference(self) -> bool:
+        """The eager fp32 CPU PyTorch cell: the one every other cell is compared with."""
+        return self.framework == "torch" and self.device == "cpu" and self.dtype == "fp32"
+
+
+class CellJob(BaseModel):
+    """Everything the child needs, as a file: the child imports nothing the parent has decided."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cell: Cell
+    spec_path: str
+    mode: Literal["measure", "reference"] = "measure"  # reference: outputs only, one call per workload
+    threads: int
+    run_id: str
+    weights_files: list[str]
+    weights_hash: str
+    weights_source: str
+    result_path: str
+    artifact_path: str
+    system: System

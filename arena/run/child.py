@@ -1,0 +1,146 @@
+"""One cell in its own process: `python -m arena.run.child JOB.json`.
+
+It writes the Result JSON (atomically, after every workload, so a crash later keeps what was measured)
+and the outputs artifact for the comparison. A Python exception becomes status `error` with the
+message; a segfault, hang or OOM kill is seen by the parent, which still finds the partial result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from arena import weights
+from arena.errors import ArenaError
+from arena.families import load_family
+from arena.families.base import WORKLOADS, rng_for
+from arena.frameworks import load_adapter
+from arena.frameworks.contract import BuildContext
+from arena.results.compare import fingerprint
+from arena.results.schema import Metrics, Prepare, Result, WorkloadMetrics
+from arena.results.stats import summarize
+from arena.results.store import write_json_atomic
+from arena.run.cell import CellJob
+from arena.run.timing import PeakRss, measure, process_peak_rss_bytes, time_call
+from arena.specs import load_spec
+
+
+def main(job_path: str) -> int:
+    job = CellJob.model_validate_json(Path(job_path).read_text())
+    result = initial_result(job)
+    started = time.perf_counter()
+    try:
+        run_cell(job, result)
+    except Exception as err:  # the cell fails, the run goes on; the traceback goes to the cell's log
+        traceback.print_exc()
+        result.status, result.reason = "error", f"{type(err).__name__}: {err}"[:2000]
+    result.wall_s = time.perf_counter() - started
+    result.metrics.peak_memory_bytes = process_peak_rss_bytes()
+    result.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    write_json_atomic(Path(job.result_path), result.model_dump(mode="json"))
+    return 0
+
+
+def initial_result(job: CellJob) -> Result:
+    c = job.cell
+    return Result(
+        run_id=job.run_id, created="", model=c.model, family="", preset=c.preset, framework=c.framework,
+        device=c.device, dtype=c.dtype, threads=job.threads, status="running", spec_hash="",
+        weights_hash=job.weights_hash, weights_source=job.weights_source, system=job.system,
+    )
+
+
+def run_cell(job: CellJob, result: Result) -> None:
+    cell = job.cell
+    spec = load_spec(Path(job.spec_path))
+    preset = spec.presets[cell.preset]
+    family = load_family(spec.family)
+    result.family, result.spec_hash = spec.family, spec.spec_hash(cell.preset)
+    timing = spec.timing_for(cell.preset)
+    result.timing_policy = timing.model_dump()
+
+    adapter, variant = load_adapter(cell.framework)
+    result.framework_distribution = adapter.DISTRIBUTION
+    if spec.family in adapter.UNSUPPORTED:
+        result.status, result.reason = "unsupported", adapter.UNSUPPORTED[spec.family]
+        return
+    ctx = BuildContext(device=cell.device, dtype=cell.dtype, threads=job.threads, variant=variant)
+    os.environ.update(getattr(adapter, "thread_env", lambda threads: {})(job.threads))
+    try:
+        probe = adapter.probe(ctx)
+    except ModuleNotFoundError as err:
+        result.status, result.reason = "unavailable", f"{err.name} is not installed ({adapter.INSTALL_HINT})"
+        return
+    result.framework_version, result.backend = probe.version, probe.backend
+    result.device_name, result.settings = probe.device_name, {"variant": variant or "default", **probe.settings}
+    if not probe.available:
+        result.status, result.reason = "unavailable", probe.reason
+        return
+    try:
+        impl = importlib.import_module(f"{adapter.__name__}.{spec.family}")
+    except ModuleNotFoundError as err:
+        if err.name != f"{adapter.__name__}.{spec.family}":
+            raise
+        raise ArenaError(f"{cell.framework} has no {spec.family} module and does not declare it in UNSUPPORTED") from err
+
+    t0 = time.perf_counter()
+    tensors = weights.load(job.weights_files)
+    weights.check_layout(tensors, family.parameter_shapes(preset.config), f"{spec.name} ({', '.join(job.weights_files)})")
+    t1 = time.perf_counter()
+    model = impl.build(preset.config, tensors, ctx)
+    del tensors
+    t2 = time.perf_counter()
+    result.metrics = Metrics(prepare=Prepare(load_ms=(t1 - t0) * 1e3, build_ms=(t2 - t1) * 1e3, total_ms=(t2 - t0) * 1e3))
+
+    outputs: dict[str, dict[str, np.ndarray]] = {}
+    errors = []
+    for workload in WORKLOADS:
+        declared = adapter.UNSUPPORTED.get(f"{spec.family}/{workload}")
+        if declared:
+            setattr(result.metrics, workload, WorkloadMetrics(status="unsupported", reason=declared))
+            continue
+        inputs = family.make_inputs(preset.config, preset.workloads, workload, rng_for("inputs", result.spec_hash))
+        try:
+            metrics, outputs[workload] = run_workload(impl, model, workload, inputs, job, timing)
+        except Exception as err:
+            traceback.print_exc()
+            errors.append(f"{workload}: {type(err).__name__}: {err}")
+            metrics = WorkloadMetrics(status="error", reason=errors[-1][:2000])
+        metrics.flops = family.flops(preset.config, preset.workloads, workload)
+        items, unit = family.work_items(preset.workloads, workload)
+        if metrics.stats:
+            seconds = metrics.stats.median_ms / 1e3
+            metrics.throughput, metrics.throughput_unit = items / seconds, f"{unit}/s"
+            metrics.gflops_per_s = metrics.flops / seconds / 1e9
+        setattr(result.metrics, workload, metrics)
+        if workload == "inference" and metrics.first_call_ms is not None:
+            prepare = result.metrics.prepare
+            prepare.first_call_ms, prepare.total_ms = metrics.first_call_ms, prepare.total_ms + metrics.first_call_ms
+        write_json_atomic(Path(job.result_path), result.model_dump(mode="json"))  # progress survives a crash
+
+    np.savez(job.artifact_path, **fingerprint(outputs))
+    result.status = "error" if errors else "ok"
+    result.reason = "; ".join(errors)
+
+
+def run_workload(impl, model, workload: str, inputs, job: CellJob, timing) -> tuple[WorkloadMetrics, dict[str, np.ndarray]]:
+    step = getattr(impl, workload)(model, inputs)
+    with PeakRss() as rss:
+        first_ms, value = time_call(step)
+        stats, problems = None, []
+        if job.mode == "measure":
+            samples, value, problems = measure(step, timing)
+            stats = summarize(samples)
+    metrics = WorkloadMetrics(first_call_ms=first_ms, stats=stats, peak_rss_bytes=rss.peak, problems=problems)
+    return metrics, step.fetch(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

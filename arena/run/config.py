@@ -1,0 +1,62 @@
+"""The run configuration: what Hydra composed, validated by pydantic (unknown keys are errors)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from arena.errors import ArenaError
+from arena.specs.loader import DEFAULT_SPECS_DIR
+from arena.specs.schema import DTYPES
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    matrix: str = Field(description="the matrix file this run was composed from")
+    devices: dict[str, str] = Field(description="framework -> device on this platform")
+    models: list[str] | None = Field(None, description="spec names; default: every spec in specs_dir")
+    frameworks: list[str] | None = Field(None, description="default: every framework of the matrix")
+    preset: str = "full"
+    dtype: str = "fp32"
+    threads: int | None = Field(None, gt=0, description="default: physical cores")
+    results_dir: str = "results"
+    cache_dir: str = "~/.cache/arena"
+    specs_dir: str | None = Field(None, description="default: the repository's specs/models")
+    force: bool = Field(False, description="re-run cells that already have a valid result")
+
+    def path(self, value: str) -> Path:
+        return Path(os.path.expanduser(value)).resolve()
+
+    @property
+    def specs_path(self) -> Path:
+        return self.path(self.specs_dir) if self.specs_dir else DEFAULT_SPECS_DIR
+
+    @property
+    def selected_frameworks(self) -> list[str]:
+        return list(self.frameworks) if self.frameworks else list(self.devices)
+
+
+def validate_run_config(raw: dict) -> RunConfig:
+    try:
+        config = RunConfig.model_validate(raw)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            loc = ".".join(str(p) for p in e["loc"])
+            if e["type"] == "extra_forbidden":
+                lines.append(f"unknown setting {loc!r}; allowed: {', '.join(sorted(RunConfig.model_fields))}")
+            else:
+                lines.append(f"{loc} = {e.get('input')!r}: {e['msg']}")
+        raise ArenaError("invalid run configuration: " + "; ".join(lines)) from None
+    if config.dtype not in DTYPES:
+        raise ArenaError(f"dtype = {config.dtype!r}: one of {', '.join(DTYPES)}")
+    for framework in config.selected_frameworks:
+        if framework not in config.devices and "." not in framework:
+            raise ArenaError(
+                f"framework {framework!r} has no device in matrix {config.matrix!r} "
+                f"(known there: {', '.join(config.devices)}); add '+devices.{framework}=cpu' or pick another matrix"
+            )
+    return config

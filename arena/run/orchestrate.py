@@ -1,0 +1,220 @@
+"""Matrix → cells → one child process each (with a deadline) → results with verdicts.
+
+The parent never imports a framework. It materialises weights, starts each cell's child, records
+what happened to it (a crash, a hang, an OOM kill are results too), runs the PyTorch reference on
+demand when a verdict needs it, and compares outputs. Re-running skips cells whose result is still
+valid for the same spec, weights and framework version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from arena import weights
+from arena.errors import unknown_name
+from arena.results.compare import compare, validate_reference
+from arena.results.schema import Correctness, Result
+from arena.results.store import read_result, result_path, write_json_atomic
+from arena.run.cell import Cell, CellJob
+from arena.run.config import RunConfig
+from arena.run.system import default_threads, describe
+from arena.specs import load_specs
+from arena.specs.schema import ModelSpec
+
+RESUMABLE = ("ok", "unsupported")
+LOG_TAIL_CHARS = 1500
+
+
+@dataclass
+class Run:
+    config: RunConfig
+    specs: dict[str, ModelSpec]
+    cells: list[Cell]
+    run_id: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6])
+
+    @property
+    def threads(self) -> int:
+        return self.config.threads or default_threads()
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.config.path(self.config.cache_dir)
+
+    @property
+    def results_dir(self) -> Path:
+        return self.config.path(self.config.results_dir)
+
+
+def plan(config: RunConfig) -> Run:
+    specs = load_specs(config.specs_path, config.models)
+    for spec in specs.values():
+        if config.preset not in spec.presets:
+            raise unknown_name(f"preset of {spec.name}", config.preset, spec.presets)
+    # The reference framework first, so a model's reference exists before the cells compared with it.
+    frameworks = sorted(config.selected_frameworks, key=lambda f: f != "torch")
+    cells = [
+        Cell(model=name, preset=config.preset, framework=fw, device=config.devices.get(fw, "cpu"), dtype=config.dtype)
+        for name in specs
+        for fw in frameworks
+    ]
+    return Run(config=config, specs=specs, cells=cells)
+
+
+def execute(run: Run, log=print) -> list[Result]:
+    system = describe()
+    results, durations = [], []
+    started = time.monotonic()
+    log(f"arena: {len(run.cells)} cells, matrix {run.config.matrix}, preset {run.config.preset}, "
+        f"{run.threads} threads, platform {system.platform_id} → {run.results_dir}")
+    for index, cell in enumerate(run.cells, 1):
+        spec = run.specs[cell.model]
+        path = result_path(run.results_dir, system.platform_id, cell.model, cell.preset, cell.file_stem)
+        weights_file = weights.materialize(spec, cell.preset, run.cache_dir)
+        previous = read_result(path)
+        if previous and not run.config.force and still_valid(previous, spec, cell.preset, weights_file.weights_hash):
+            results.append(previous)
+            log(f"[{index}/{len(run.cells)}] {cell.id}: kept ({previous.status}, {previous.correctness.verdict}) from run {previous.run_id}")
+            continue
+        cell_started = time.monotonic()
+        result = run_cell(run, cell, spec, weights_file, system, mode="measure")
+        result.correctness = judge(run, cell, spec, weights_file, system, result)
+        write_json_atomic(path, result.model_dump(mode="json"))
+        results.append(result)
+        durations.append(time.monotonic() - cell_started)
+        remaining = len(run.cells) - index
+        eta = remaining * (sum(durations) / len(durations))
+        log(f"[{index}/{len(run.cells)}] {cell.id}: {result.status}, {result.correctness.verdict} "
+            f"({durations[-1]:.1f}s; elapsed {_clock(time.monotonic() - started)}, ETA {_clock(eta)})"
+            + (f" — {result.reason[:200]}" if result.reason else ""))
+    return results
+
+
+def still_valid(previous: Result, spec: ModelSpec, preset: str, weights_hash: str) -> bool:
+    """Same spec, same weights, same installed framework version, and a final status."""
+    if previous.status not in RESUMABLE or previous.spec_hash != spec.spec_hash(preset) or previous.weights_hash != weights_hash:
+        return False
+    if not previous.framework_distribution:
+        return True
+    try:
+        return importlib.metadata.version(previous.framework_distribution) == previous.framework_version
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def run_cell(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, mode: str) -> Result:
+    """Start the child, wait for it with the preset's deadline, and turn whatever happened into a Result."""
+    work = run.cache_dir / "cells" / system.platform_id / cell.model / cell.preset
+    work.mkdir(parents=True, exist_ok=True)
+    stem = f"{cell.file_stem}-{mode}"
+    job = CellJob(
+        cell=cell, spec_path=str(run.config.specs_path / f"{spec.name}.yaml"), mode=mode,
+        threads=run.threads, run_id=run.run_id, weights_files=weights_file.files,
+        weights_hash=weights_file.weights_hash, weights_source=weights_file.source,
+        result_path=str(work / f"{stem}.result.json"), artifact_path=str(work / f"{stem}.npz"), system=system,
+    )
+    for stale in (Path(job.result_path), Path(job.artifact_path)):
+        stale.unlink(missing_ok=True)
+    job_path, log_path = work / f"{stem}.job.json", work / f"{stem}.log"
+    job_path.write_text(job.model_dump_json(indent=1))
+    timeout_s = spec.presets[cell.preset].timeout_s
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "arena.run.child", str(job_path)],
+            stdout=log_file, stderr=subprocess.STDOUT, env=child_env(run.threads), start_new_session=True,
+        )
+        try:
+            returncode = process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            returncode = None
+    result = read_result(Path(job.result_path))
+    if result is None:  # died before writing anything
+        result = Result(run_id=run.run_id, created="", model=cell.model, family=spec.family, preset=cell.preset,
+                        framework=cell.framework, device=cell.device, dtype=cell.dtype, threads=run.threads,
+                        status="running", spec_hash=spec.spec_hash(cell.preset), weights_hash=weights_file.weights_hash,
+                        weights_source=weights_file.source, system=system)
+    if returncode is None:
+        result.status, result.reason = "timeout", f"no result within the preset's timeout_s = {timeout_s:g}"
+    elif returncode != 0 or result.status == "running":
+        result.status, result.reason = "crashed", f"{_exit_reason(returncode)}; log tail: {_tail(log_path)}"
+    elif result.status == "error":
+        result.reason = f"{result.reason} (log: {log_path})"
+    result.created = result.created or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return result
+
+
+def judge(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, result: Result) -> Correctness:
+    artifact = Path(run.cache_dir / "cells" / system.platform_id / cell.model / cell.preset / f"{cell.file_stem}-measure.npz")
+    if result.status not in ("ok", "error") or not artifact.exists():
+        return Correctness(verdict="n/a", reason=f"cell status {result.status}")
+    candidate = dict(np.load(artifact))
+    reference_file = reference_path(run, spec, cell.preset, weights_file.weights_hash)
+    if cell.is_reference:
+        checks = validate_reference(candidate)
+        np.savez(reference_file, **candidate)
+        broken = [c for c in checks if not c.passed]
+        if broken:
+            return Correctness(verdict="fail", reason="degenerate reference: " + "; ".join(f"{c.name}: {c.detail}" for c in broken), checks=checks)
+        return Correctness(verdict="reference", reference=reference_file.name, checks=checks)
+    if not reference_file.exists():
+        reference_cell = Cell(model=cell.model, preset=cell.preset, framework="torch", device="cpu", dtype="fp32")
+        ref = run_cell(run, reference_cell, spec, weights_file, system, mode="reference")
+        ref_artifact = artifact.parent / f"{reference_cell.file_stem}-reference.npz"
+        if ref.status != "ok" or not ref_artifact.exists():
+            return Correctness(verdict="n/a", reason=f"the PyTorch reference could not run: {ref.status} {ref.reason}"[:500])
+        np.savez(reference_file, **dict(np.load(ref_artifact)))
+    tolerances = spec.tolerances.get(cell.dtype)
+    if tolerances is None:
+        return Correctness(verdict="n/a", reason=f"the spec declares no tolerances for {cell.dtype}")
+    correctness = compare(candidate, dict(np.load(reference_file)), tolerances)
+    correctness.reference = reference_file.name
+    return correctness
+
+
+def reference_path(run: Run, spec: ModelSpec, preset: str, weights_hash: str) -> Path:
+    folder = run.cache_dir / "reference"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{spec.name}-{preset}-{spec.spec_hash(preset)}-{weights_hash}.npz"
+
+
+def child_env(threads: int) -> dict[str, str]:
+    """The same thread count for every framework, set before the child imports anything."""
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "RAYON_NUM_THREADS"):
+        env[var] = str(threads)
+    # The child must import arena from the same place as the parent, and out-of-tree adapters from cwd.
+    paths = [str(Path(__file__).resolve().parents[2]), os.getcwd(), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    return env
+
+
+def _exit_reason(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        name = signal.Signals(-returncode).name
+        hint = " (killed: out of memory?)" if name == "SIGKILL" else ""
+        return f"the cell process died of {name}{hint}"
+    return f"the cell process exited with code {returncode} before finishing"
+
+
+def _tail(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-LOG_TAIL_CHARS:].strip() or "(empty)"
+    except OSError:
+        return "(no log)"
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -1,0 +1,86 @@
+"""What machine this is, read without importing any framework (so the parent process stays light)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+from functools import cache
+from pathlib import Path
+
+import psutil
+
+import arena
+from arena.results.schema import System
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@cache
+def describe() -> System:
+    cpu, gpu = cpu_model(), gpu_name()
+    return System(
+        platform_id=platform_id(cpu, gpu),
+        cpu_model=cpu,
+        physical_cores=psutil.cpu_count(logical=False),
+        logical_cores=psutil.cpu_count(logical=True),
+        ram_bytes=psutil.virtual_memory().total,
+        os=f"{platform.system()} {platform.release()} ({platform.machine()})",
+        python=platform.python_version(),
+        gpu=gpu,
+        hostname=socket.gethostname(),
+        arena_version=arena.__version__,
+        arena_commit=git_commit(),
+    )
+
+
+def default_threads() -> int:
+    """Physical cores: hyper-threads rarely help dense kernels, and every framework gets the same."""
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    if platform.system() == "Darwin":
+        return _run(["sysctl", "-n", "machdep.cpu.brand_string"]) or platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpu_name() -> str:
+    if shutil.which("nvidia-smi"):
+        names = _run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"])
+        if names:
+            return ", ".join(sorted(set(names.splitlines())))
+    if platform.system() == "Darwin" and platform.machine() == "arm64":
+        return f"{cpu_model()} GPU"
+    return ""
+
+
+def platform_id(cpu: str, gpu: str) -> str:
+    """A stable slug naming the hardware (results from many machines are grouped by it)."""
+    cores = psutil.cpu_count(logical=False) or 0
+    label = f"{cpu} {cores}c" + (f" {gpu}" if gpu and gpu not in cpu else "")
+    label = re.sub(r"\((R|TM)\)|\bCPU\b|\bProcessor\b|@.*?GHz|\d+-Core", " ", label, flags=re.I)
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+
+
+def git_commit() -> str:
+    commit = _run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"])
+    if commit and _run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"]):
+        commit += "-dirty"
+    return commit
+
+
+def _run(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
