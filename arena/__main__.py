@@ -25,7 +25,7 @@ def main() -> None:
     import hydra
     from omegaconf import OmegaConf
 
-    if not any(arg.lstrip("+").startswith("matrix=") for arg in sys.argv[1:]) and not {"-h", "--help", "--cfg", "-c", "--info", "-i"} & set(sys.argv[1:]):
+    if not any(arg.lstrip("+").startswith("matrix=") for arg in sys.argv[1:]) and not {"-h", "--help", "--info", "-i"} & set(sys.argv[1:]):
         sys.argv.append(f"+matrix={detect_matrix()}")
 
     @hydra.main(version_base="1.3", config_path="conf", config_name="config")

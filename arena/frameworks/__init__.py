@@ -2,7 +2,7 @@
 
 A framework name is `<package>` or `<package>-<variant>` (`torch`, `torch-compile`): the package is
 `arena.frameworks.<package>`, the variant a best-practice option it declares in `VARIANTS`. A name
-with a dot is a module path (`tests.faults.raising`), so out-of-tree adapters plug in the same way.
+with a dot is a module path (`tests.faults-hang`), so out-of-tree adapters plug in the same way.
 Nothing in this file imports a framework.
 """
 
@@ -16,11 +16,9 @@ from arena.errors import unknown_name
 
 
 def split_name(framework: str) -> tuple[str, str]:
-    """`torch-compile` -> (`arena.frameworks.torch`, `compile`); `tests.faults.x` -> (`tests.faults.x`, ``)."""
-    if "." in framework:
-        return framework, ""
+    """`torch-compile` -> (`arena.frameworks.torch`, `compile`); `tests.faults-hang` -> (`tests.faults`, `hang`)."""
     package, _, variant = framework.partition("-")
-    return f"{__name__}.{package}", variant
+    return (package if "." in package else f"{__name__}.{package}"), variant
 
 
 def known_packages() -> list[str]:

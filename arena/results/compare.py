@@ -43,10 +43,10 @@ def degeneracy(array: np.ndarray) -> str:
     """Why an output cannot be evidence of a correct model, or '' if it can."""
     if not np.all(np.isfinite(array)):
         return f"non-finite values ({int(np.sum(~np.isfinite(array)))} of {array.size})"
-    if array.size > 1 and float(np.max(array) - np.min(array)) == 0.0:
-        return f"constant output ({float(array.reshape(-1)[0])})"
     if not np.any(array):
         return "all-zero output"
+    if array.size > 1 and float(np.max(array) - np.min(array)) == 0.0:
+        return f"constant output ({float(array.reshape(-1)[0])})"
     return ""
 
 

@@ -103,8 +103,9 @@ class Result(Model):
     family: str
     preset: str
     framework: str
-    framework_distribution: str = ""
-    framework_version: str = ""
+    framework_distribution: str = Field("", description="the pip distribution of the framework")
+    distribution_version: str = Field("", description="its installed version (what a re-run checks)")
+    framework_version: str = Field("", description="the version the framework reports at run time")
     backend: str = ""
     device: str
     device_name: str = ""

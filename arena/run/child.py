@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import importlib.metadata
 import os
 import sys
 import time
@@ -68,6 +69,7 @@ def run_cell(job: CellJob, result: Result) -> None:
 
     adapter, variant = load_adapter(cell.framework)
     result.framework_distribution = adapter.DISTRIBUTION
+    result.distribution_version = installed_version(adapter.DISTRIBUTION)
     if spec.family in adapter.UNSUPPORTED:
         result.status, result.reason = "unsupported", adapter.UNSUPPORTED[spec.family]
         return
@@ -128,6 +130,13 @@ def run_cell(job: CellJob, result: Result) -> None:
     np.savez(job.artifact_path, **fingerprint(outputs))
     result.status = "error" if errors else "ok"
     result.reason = "; ".join(errors)
+
+
+def installed_version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
 
 
 def run_workload(impl, model, workload: str, inputs, job: CellJob, timing) -> tuple[WorkloadMetrics, dict[str, np.ndarray]]:

@@ -107,7 +107,7 @@ def still_valid(previous: Result, spec: ModelSpec, preset: str, weights_hash: st
     if not previous.framework_distribution:
         return True
     try:
-        return importlib.metadata.version(previous.framework_distribution) == previous.framework_version
+        return importlib.metadata.version(previous.framework_distribution) == previous.distribution_version
     except importlib.metadata.PackageNotFoundError:
         return False
 

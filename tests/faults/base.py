@@ -1,0 +1,46 @@
+"""The faulty family functions, built around the real torch implementation of a family."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import os
+import time
+
+import numpy as np
+
+from arena.frameworks.contract import Step
+
+
+def faulty(family: str):
+    impl = importlib.import_module(f"arena.frameworks.torch.{family}")
+
+    def build(config, weights: dict[str, np.ndarray], ctx):
+        if ctx.variant == "raise":
+            raise RuntimeError("deliberate failure in build")
+        if ctx.variant == "segfault":
+            ctypes.string_at(0)
+        if ctx.variant == "hang":
+            time.sleep(10**6)
+        if ctx.variant == "perturb":
+            name = os.environ.get("ARENA_TEST_PERTURB") or max(
+                (n for n, w in weights.items() if w.dtype.kind == "f"), key=lambda n: weights[n].size
+            )
+            weights = dict(weights) | {name: weights[name] * np.float32(1.01)}
+        return impl.build(config, weights, ctx.model_copy(update={"variant": ""})), ctx.variant
+
+    def inference(model, inputs) -> Step:
+        step = impl.inference(model[0], inputs)
+        if model[1] == "nan":
+            return Step(run=step.run, fetch=lambda v: {k: a * np.nan for k, a in step.fetch(v).items()})
+        return step
+
+    def latency(model, inputs) -> Step:
+        return impl.latency(model[0], inputs)
+
+    def training(model, inputs) -> Step:
+        if model[1] == "exit":
+            os._exit(3)
+        return impl.training(model[0], inputs)
+
+    return build, inference, latency, training

@@ -1,0 +1,91 @@
+"""The comparison itself: it must pass the same model and fail every kind of different one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from arena.results.compare import compare, fingerprint, sample_indices
+from arena.specs.schema import GradTolerance, LossTolerance, OutputTolerance, Tolerances
+
+TOL = Tolerances(
+    output=OutputTolerance(atol=1e-4, rtol=1e-3, min_cosine=0.9999),
+    loss=LossTolerance(atol=1e-5, rtol=1e-4),
+    grad=GradTolerance(norm_rtol=1e-3, sample_rel_l2=1e-2, min_cosine=0.999),
+)
+
+
+def _artifact(seed=0, logits_scale=1.0, loss=2.5, grad_scale=1.0, drop_grad=None):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 1, (2, 4, 50)).astype(np.float32) * logits_scale
+    grads = {f"grad/w{i}": rng.normal(0, 1e-3, (64, 32)).astype(np.float32) * grad_scale for i in range(3)}
+    if drop_grad:
+        del grads[drop_grad]
+    return fingerprint({"inference": {"logits": logits}, "training": {"loss": np.array(loss, np.float32)} | grads})
+
+
+def test_same_model_passes_with_figures():
+    result = compare(_artifact(), _artifact(), TOL)
+    assert result.verdict == "pass", result.reason
+    names = {c.name for c in result.checks}
+    assert names == {"inference/logits", "training/loss", "training/grads"}
+    logits = next(c for c in result.checks if c.name == "inference/logits")
+    assert logits.figures["max_abs"] == 0.0 and logits.figures["cosine"] == pytest.approx(1.0)
+    assert logits.figures["argmax_agree"] == 1.0
+
+
+def test_one_percent_output_change_fails():
+    result = compare(_artifact(logits_scale=1.01), _artifact(), TOL)
+    assert result.verdict == "fail"
+    assert "inference/logits" in result.reason
+
+
+def test_all_zero_output_fails_even_against_a_tiny_reference():
+    reference = _artifact(logits_scale=1e-9)
+    candidate = dict(reference) | {"inference/logits": np.zeros_like(reference["inference/logits"])}
+    result = compare(candidate, reference, TOL)
+    assert result.verdict == "fail"
+    assert "all-zero output" in result.reason
+
+
+def test_constant_and_nan_outputs_fail():
+    reference = _artifact()
+    for bad, phrase in ((np.full_like(reference["inference/logits"], 0.5), "constant output"),
+                        (reference["inference/logits"] * np.nan, "non-finite")):
+        result = compare(dict(reference) | {"inference/logits": bad}, reference, TOL)
+        assert result.verdict == "fail" and phrase in result.reason
+
+
+def test_small_loss_is_compared_without_a_floor():
+    """The public anchor's max(|L|, 1) floor let any near-zero loss pass; ours does not."""
+    result = compare(_artifact(loss=0.002), _artifact(loss=0.001), TOL)
+    assert result.verdict == "fail"
+    assert "training/loss" in result.reason
+
+
+def test_gradient_changes_fail():
+    assert compare(_artifact(grad_scale=1.01), _artifact(), TOL).verdict == "fail"
+    swapped = _artifact()
+    swapped["training/grad_sample/w0"] = swapped["training/grad_sample/w0"][::-1].copy()
+    assert compare(swapped, _artifact(), TOL).verdict == "fail"
+
+
+def test_missing_gradient_fails():
+    result = compare(_artifact(drop_grad="grad/w1"), _artifact(), TOL)
+    assert result.verdict == "fail"
+    assert "no gradient for 1 tensors" in result.reason
+
+
+def test_shape_mismatch_fails():
+    candidate = dict(_artifact()) | {"inference/logits": _artifact()["inference/logits"][:, :3]}
+    assert "shape" in compare(candidate, _artifact(), TOL).reason
+
+
+def test_nothing_to_compare_is_not_applicable():
+    assert compare({}, _artifact(), TOL).verdict == "n/a"
+
+
+def test_gradient_samples_use_the_same_indices_everywhere():
+    assert np.array_equal(sample_indices("a.weight", 10_000), sample_indices("a.weight", 10_000))
+    assert not np.array_equal(sample_indices("a.weight", 10_000), sample_indices("b.weight", 10_000))
+    assert len(sample_indices("small", 10)) == 10

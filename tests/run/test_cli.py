@@ -1,0 +1,65 @@
+"""`python -m arena` through Hydra, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, SPEC_NAMES
+
+
+def arena(*args: str, cwd: Path, cache: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "arena", *args, f"cache_dir={cache}"], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=1200)
+
+
+@pytest.mark.slow
+def test_smoke_matrix_end_to_end(tmp_path, shared_cache):
+    pytest.importorskip("torch")
+    run = arena("+matrix=smoke", "frameworks=[torch]", f"results_dir={tmp_path / 'results'}", cwd=tmp_path, cache=shared_cache)
+    assert run.returncode == 0, run.stderr[-3000:]
+    files = sorted((tmp_path / "results").rglob("*.json"))
+    assert {f.parts[-3] for f in files} == set(SPEC_NAMES), "one result per model"
+    for f in files:
+        result = json.loads(f.read_text())
+        assert result["status"] == "ok", (f, result["reason"])
+        assert result["correctness"]["verdict"] == "reference"
+        for workload in ("inference", "latency", "training"):
+            assert result["metrics"][workload]["stats"]["n"] >= 1
+            assert result["metrics"][workload]["gflops_per_s"] > 0
+    for name in SPEC_NAMES:
+        assert name in run.stdout, "the summary names every model"
+    assert sorted(os.listdir(tmp_path)) == ["results"], "Hydra leaves nothing in the working directory"
+
+
+def test_unknown_setting_is_a_clear_error(tmp_path, shared_cache):
+    run = arena("+matrix=smoke", "+colour=red", cwd=tmp_path, cache=shared_cache)
+    assert run.returncode == 1
+    assert "unknown setting 'colour'" in run.stderr
+
+
+def test_framework_outside_the_matrix_is_a_clear_error(tmp_path, shared_cache):
+    run = arena("+matrix=smoke", "frameworks=[jaxx]", cwd=tmp_path, cache=shared_cache)
+    assert run.returncode == 1
+    assert "framework 'jaxx' has no device in matrix 'smoke'" in run.stderr
+
+
+def test_unknown_model_is_a_clear_error(tmp_path, shared_cache):
+    run = arena("+matrix=smoke", "models=[resnet-5]", cwd=tmp_path, cache=shared_cache)
+    assert run.returncode == 1
+    assert "unknown model 'resnet-5'" in run.stderr and "Did you mean" in run.stderr
+
+
+def test_default_matrix_is_chosen_for_this_machine(tmp_path, shared_cache):
+    from arena.__main__ import detect_matrix
+
+    run = arena("--cfg", "job", cwd=tmp_path, cache=shared_cache)
+    assert run.returncode == 0, run.stderr
+    assert f"matrix: {detect_matrix()}" in run.stdout
+    assert "devices:" in run.stdout

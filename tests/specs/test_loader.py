@@ -1,0 +1,114 @@
+"""Spec validation: every shipped spec loads, and each kind of mistake names the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from arena.errors import ArenaError, SpecError
+from arena.specs import load_spec, load_specs
+from tests.conftest import REPO, SPEC_NAMES
+
+LLAMA = REPO / "specs" / "models" / "smollm2-135m.yaml"
+
+
+@pytest.mark.parametrize("name", SPEC_NAMES)
+def test_shipped_spec_loads_with_full_and_tiny(name):
+    spec = load_spec(REPO / "specs" / "models" / f"{name}.yaml")
+    assert {"full", "tiny"} <= set(spec.presets)
+    assert spec.spec_hash("full") != spec.spec_hash("tiny")
+
+
+def _broken(tmp_path: Path, edit, name: str = "smollm2-135m") -> Path:
+    raw = yaml.safe_load(LLAMA.read_text())
+    edit(raw)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw) if isinstance(raw, dict) else raw)
+    return path
+
+
+def _set(path: str, value):
+    def edit(raw):
+        *parents, last = path.split(".")
+        node = raw
+        for p in parents:
+            node = node[p]
+        node[last] = value
+
+    return edit
+
+
+def _delete(path: str):
+    def edit(raw):
+        *parents, last = path.split(".")
+        node = raw
+        for p in parents:
+            node = node[p]
+        del node[last]
+
+    return edit
+
+
+MISTAKES = [
+    # (edit, the field path the message must name, a phrase the message must contain)
+    (_set("presets.full.config.num_key_value_heads", 4), "presets.full.config", "must divide num_attention_heads (9)"),
+    (_set("presets.tiny.config.hidden_sise", 64), "presets.tiny.config.hidden_sise", "allowed: "),
+    (_set("presets.full.config.hidden_size", "wide"), "presets.full.config.hidden_size", "valid integer"),
+    (_set("presets.full.config.hidden_size", -5), "presets.full.config.hidden_size", "greater than 0"),
+    (_delete("presets.tiny.config.vocab_size"), "presets.tiny.config.vocab_size", "required field is missing"),
+    (_set("family", "lama"), "family", "Did you mean llama"),
+    (_delete("family"), "family", "required"),
+    (_set("colour", "red"), "colour", "unknown field; allowed: "),
+    (_delete("presets.tiny"), "(top level)", "presets must include full, tiny"),
+    (_set("timing.min_reps", 0), "timing.min_reps", "greater than or equal to 1"),
+    (_set("timing.max_reps", 2), "timing", "max_reps (2) must be >= min_reps"),
+    (_set("presets.full.workloads.prompt_len", 1), "presets.full.workloads.prompt_len", "greater than 1"),
+    (_set("presets.full.workloads.seq_len", 128), "presets.full.workloads.seq_len", "allowed: batch, prompt_len"),
+    (_set("weights", {"source": "local"}), "weights", "needs a path"),
+    (_set("tolerances", {"fp64": {}}), "tolerances.fp64", "'fp32', 'fp16' or 'bf16'"),
+    (_set("presets.full.config.hidden_act", "relu"), "presets.full.config.hidden_act", "'silu'"),
+]
+
+
+@pytest.mark.parametrize("edit,field,phrase", MISTAKES, ids=[f"{m[1]}:{m[2][:24]}" for m in MISTAKES])
+def test_mistake_names_file_and_field(tmp_path, edit, field, phrase):
+    path = _broken(tmp_path, edit)
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    message = str(err.value)
+    assert str(path) in message
+    assert field in message
+    assert phrase in message
+
+
+def test_invalid_yaml_names_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: broken\nfamily: [llama\n")
+    with pytest.raises(SpecError, match=f"{path}: not valid YAML"):
+        load_spec(path)
+
+
+def test_name_must_match_file(tmp_path):
+    path = _broken(tmp_path, lambda raw: None, name="other-name")
+    with pytest.raises(SpecError, match="name = 'smollm2-135m': must equal the file name"):
+        load_spec(path)
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(ArenaError, match="Did you mean smollm2-135m"):
+        load_specs(names=["smollm2-136m"])
+
+
+def test_new_family_member_is_one_yaml_file(tmp_path):
+    """SmolLM2-360M: a new file in a specs folder, no code: it validates and gets its own hash."""
+    raw = yaml.safe_load(LLAMA.read_text())
+    raw["name"] = "smollm2-360m"
+    raw["presets"]["full"]["config"].update(hidden_size=960, intermediate_size=2560, num_hidden_layers=32,
+                                            num_attention_heads=15, num_key_value_heads=5)
+    (tmp_path / "smollm2-360m.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "smollm2-135m.yaml").write_text(LLAMA.read_text())
+    specs = load_specs(tmp_path)
+    assert specs["smollm2-360m"].spec_hash("full") != specs["smollm2-135m"].spec_hash("full")
+    assert specs["smollm2-360m"].presets["full"].config.kv_dim_per_head == 64

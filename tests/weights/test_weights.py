@@ -1,0 +1,93 @@
+"""Generated weights: deterministic, seeded per tensor name (not by order), official names, cached."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from arena import weights
+from arena.errors import ArenaError
+from arena.families import load_family
+from arena.specs import load_specs
+from tests.conftest import SPEC_NAMES
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return load_specs(names=["smollm2-135m"])["smollm2-135m"]
+
+
+def test_generation_is_deterministic(llama):
+    a, b = weights.generate(llama, "tiny"), weights.generate(llama, "tiny")
+    assert list(a) == list(b)
+    assert all(np.array_equal(a[n], b[n]) for n in a)
+
+
+def test_tensor_values_do_not_depend_on_order_or_on_other_tensors(llama):
+    """A model with fewer layers shares its tensors byte for byte: seeds come from names alone."""
+    family = load_family("llama")
+    config = llama.presets["tiny"].config
+    smaller = config.model_copy(update={"num_hidden_layers": 1})
+    shapes = family.parameter_shapes(config)
+    full = weights.generate(llama, "tiny")
+    from arena.families.base import rng_for
+
+    for name, shape in reversed(list(family.parameter_shapes(smaller).items())):
+        again = family.init_tensor(name, shape, smaller, rng_for(llama.weights.seed, name))
+        assert np.array_equal(again, full[name]), name
+    assert set(family.parameter_shapes(smaller)) < set(shapes)
+
+
+def test_another_seed_gives_other_weights(llama):
+    other = llama.model_copy(update={"weights": llama.weights.model_copy(update={"seed": 1})})
+    a, b = weights.generate(llama, "tiny"), weights.generate(other, "tiny")
+    assert not np.array_equal(a["model.layers.0.mlp.up_proj.weight"], b["model.layers.0.mlp.up_proj.weight"])
+
+
+def test_materialize_caches_and_hashes(tmp_path, llama):
+    first = weights.materialize(llama, "tiny", tmp_path)
+    mtime = (tmp_path / "weights").glob("*/model.safetensors").__next__().stat().st_mtime_ns
+    second = weights.materialize(llama, "tiny", tmp_path)
+    assert first == second
+    assert next((tmp_path / "weights").glob("*/model.safetensors")).stat().st_mtime_ns == mtime
+    loaded = weights.load(first.files)
+    generated = weights.generate(llama, "tiny")
+    assert all(np.array_equal(loaded[n], generated[n]) for n in generated)
+
+
+@pytest.mark.parametrize("name", SPEC_NAMES)
+def test_generated_tensors_match_the_declared_layout(name):
+    spec = load_specs(names=[name])[name]
+    family = load_family(spec.family)
+    tensors = weights.generate(spec, "tiny")
+    weights.check_layout(tensors, family.parameter_shapes(spec.presets["tiny"].config), name)
+    for tensor_name, array in tensors.items():
+        assert np.all(np.isfinite(array)), tensor_name
+
+
+def test_layout_errors_name_the_tensors(llama):
+    family = load_family("llama")
+    shapes = family.parameter_shapes(llama.presets["tiny"].config)
+    tensors = weights.generate(llama, "tiny")
+    del tensors["model.norm.weight"]
+    tensors["model.layers.0.mlp.up_proj.weight"] = tensors["model.layers.0.mlp.up_proj.weight"][:3]
+    tensors["extra.weight"] = np.zeros(2, np.float32)
+    with pytest.raises(ArenaError) as err:
+        weights.check_layout(tensors, shapes, "ckpt")
+    message = str(err.value)
+    assert "missing tensors: model.norm.weight" in message
+    assert "unexpected tensors: extra.weight" in message
+    assert "model.layers.0.mlp.up_proj.weight: expected (160, 64), found (3, 64)" in message
+
+
+def test_local_checkpoint_goes_through_the_same_loader(tmp_path, llama):
+    tensors = weights.generate(llama, "tiny")
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    local = llama.model_copy(update={"weights": llama.weights.model_copy(update={"source": "local", "path": str(tmp_path)})})
+    found = weights.materialize(local, "tiny", tmp_path / "cache")
+    assert found.source.startswith("local:")
+    assert weights.load(found.files).keys() == tensors.keys()
+    empty = local.model_copy(update={"weights": local.weights.model_copy(update={"path": str(tmp_path / "nothing")})})
+    with pytest.raises(ArenaError, match="no .safetensors files there"):
+        weights.materialize(empty, "tiny", tmp_path / "cache")
