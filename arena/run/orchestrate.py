@@ -84,8 +84,9 @@ def execute(run: Run, log=print) -> list[Result]:
         previous = read_result(path)
         if previous and not run.config.force and still_valid(previous, spec, cell.preset, weights_file.weights_hash):
             results.append(previous)
-            log(f"[{index}/{len(run.cells)}] {cell.id}: kept ({previous.status}, {previous.correctness.verdict}) from run {previous.run_id}")
+            log(f"{_bar(index, len(run.cells))} {cell.id}: kept ({previous.status}, {previous.correctness.verdict}) from run {previous.run_id}")
             continue
+        log(f"{_bar(index - 1, len(run.cells))} {cell.id}: running (deadline {spec.presets[cell.preset].timeout_s:g} s)")
         cell_started = time.monotonic()
         result = run_cell(run, cell, spec, weights_file, system, mode="measure")
         result.correctness = judge(run, cell, spec, weights_file, system, result)
@@ -94,7 +95,7 @@ def execute(run: Run, log=print) -> list[Result]:
         durations.append(time.monotonic() - cell_started)
         remaining = len(run.cells) - index
         eta = remaining * (sum(durations) / len(durations))
-        log(f"[{index}/{len(run.cells)}] {cell.id}: {result.status}, {result.correctness.verdict} "
+        log(f"{_bar(index, len(run.cells))} {cell.id}: {result.status}, {result.correctness.verdict} "
             f"({durations[-1]:.1f}s; elapsed {_clock(time.monotonic() - started)}, ETA {_clock(eta)})"
             + (f" — {result.reason[:200]}" if result.reason else ""))
     return results
@@ -213,6 +214,11 @@ def _tail(path: Path) -> str:
         return path.read_text(errors="replace")[-LOG_TAIL_CHARS:].strip() or "(empty)"
     except OSError:
         return "(no log)"
+
+
+def _bar(done: int, total: int, width: int = 20) -> str:
+    filled = round(width * done / total) if total else width
+    return f"[{'█' * filled}{'░' * (width - filled)}] {done}/{total}"
 
 
 def _clock(seconds: float) -> str:

@@ -10,6 +10,7 @@ from arena.frameworks.contract import BuildContext, Probe
 DISTRIBUTION = "numpy"
 INSTALL_HINT = "(test adapter)"
 VARIANTS = {
+    "plain": "the torch reference implementation, unchanged, run as if it were another framework",
     "raise": "build raises",
     "segfault": "build dereferences a null pointer",
     "hang": "build sleeps forever",
