@@ -12,7 +12,7 @@ Every `arena/families/<family>.py` exposes the same surface, so two families rea
                  ranges (an LM at init scores about ln(vocab))
     make_inputs(config, workloads, workload, rng) -> dict[str, np.ndarray]
                  the inputs of one workload; every framework receives exactly these arrays
-    reference_loss(config, workloads, outputs, inputs) -> float
+    reference_loss(config, workloads, inputs, outputs) -> float
                  the loss recomputed in numpy from the training workload's outputs (a check on the
                  reference, and the documentation of the label convention)
     flops(config, workloads, workload) -> float
@@ -21,6 +21,14 @@ Every `arena/families/<family>.py` exposes the same surface, so two families rea
                  what one call processes, for throughput: (count, unit) e.g. (128, "tokens")
     OUTPUTS: dict[str, tuple[str, ...]]
                  the output names each workload returns ("training" returns "loss" plus gradients)
+
+and optionally
+
+    check_fits(config, workloads) -> None
+                 cross-checks between the two (raise ValueError); the spec loader calls it per preset
+
+make_inputs is called with an rng seeded the same way for all three workloads of a preset, so inputs
+drawn first (the prompt, the image batch) are shared by inference and training.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from arena.errors import ArenaError, SpecError, unknown_name
-from arena.families import known_families
+from arena.families import known_families, load_family
 from arena.specs.schema import ModelSpec, spec_model_for
 
 DEFAULT_SPECS_DIR = Path(__file__).resolve().parents[2] / "specs" / "models"
@@ -38,6 +38,12 @@ def load_spec(path: Path) -> ModelSpec:
         raise SpecError(_describe(path, err, spec_model_for(family))) from None
     if spec.name != path.stem:
         raise SpecError(f"{path}: name = {spec.name!r}: must equal the file name ({path.stem!r})")
+    check_fits = getattr(load_family(family), "check_fits", None)
+    for preset_name, preset in spec.presets.items() if check_fits else ():
+        try:
+            check_fits(preset.config, preset.workloads)
+        except ValueError as err:
+            raise SpecError(f"{path}: presets.{preset_name}.workloads: {err}") from None
     return spec
 
 

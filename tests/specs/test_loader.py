@@ -112,3 +112,13 @@ def test_new_family_member_is_one_yaml_file(tmp_path):
     specs = load_specs(tmp_path)
     assert specs["smollm2-360m"].spec_hash("full") != specs["smollm2-135m"].spec_hash("full")
     assert specs["smollm2-360m"].presets["full"].config.kv_dim_per_head == 64
+
+
+def test_config_and_workloads_are_cross_checked(tmp_path):
+    raw = yaml.safe_load((REPO / "specs" / "models" / "whisper-tiny.yaml").read_text())
+    raw["presets"]["tiny"]["workloads"]["decoder_len"] = 10_000
+    path = tmp_path / "whisper-tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert f"{path}: presets.tiny.workloads: decoder_len (10000)" in str(err.value)

@@ -24,7 +24,16 @@ def probe(ctx: BuildContext) -> Probe:
     import torch
 
     torch.set_num_threads(ctx.threads)
-    settings = {"intra_op_threads": torch.get_num_threads(), "matmul_precision": torch.get_float32_matmul_precision()}
+    # fp32 means fp32: no TF32 in matmuls or cuDNN convolutions (torch's CUDA default allows it in
+    # convolutions), or GPU cells would fail fp32 tolerances for a reason that is not the framework's.
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    settings = {
+        "intra_op_threads": torch.get_num_threads(),
+        "matmul_precision": torch.get_float32_matmul_precision(),
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+    }
     device = ctx.device
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
