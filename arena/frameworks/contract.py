@@ -7,6 +7,7 @@ An adapter package `arena/frameworks/<fw>/__init__.py` declares:
     VARIANTS: dict[str, str]          variant -> what it changes ("" is the plain framework)
     UNSUPPORTED: dict[str, str]       "family" or "family/workload" -> why it cannot run (never faked)
     probe(ctx: BuildContext) -> Probe imports the framework for real and says whether the device works
+    process_env(ctx) -> dict          (optional) environment to set before the framework is imported
 
 and one module per family, `arena/frameworks/<fw>/<family>.py`, with the same four functions:
 

@@ -74,7 +74,8 @@ def run_cell(job: CellJob, result: Result) -> None:
         result.status, result.reason = "unsupported", adapter.UNSUPPORTED[spec.family]
         return
     ctx = BuildContext(device=cell.device, dtype=cell.dtype, threads=job.threads, variant=variant)
-    os.environ.update(getattr(adapter, "thread_env", lambda threads: {})(job.threads))
+    # Environment a framework reads at import (thread pools, compile caches): set before probe imports it.
+    os.environ.update(getattr(adapter, "process_env", lambda ctx: {})(ctx))
     try:
         probe = adapter.probe(ctx)
     except ModuleNotFoundError as err:

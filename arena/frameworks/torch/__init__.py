@@ -7,6 +7,11 @@ structure and names (no maintained standalone package for the expert alone).
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
+
 from arena.frameworks.contract import BuildContext, Probe
 
 DISTRIBUTION = "torch"
@@ -18,6 +23,16 @@ VARIANTS = {
 UNSUPPORTED: dict[str, str] = {}
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def process_env(ctx: BuildContext) -> dict[str, str]:
+    """A fresh, private compile cache per cell, so `prepare` of torch-compile is a cold compile (an
+    inductor cache left by an earlier run would hide most of the compile time)."""
+    if ctx.variant != "compile":
+        return {}
+    cache = tempfile.mkdtemp(prefix="arena-inductor-")
+    atexit.register(shutil.rmtree, cache, ignore_errors=True)
+    return {"TORCHINDUCTOR_CACHE_DIR": cache, "TRITON_CACHE_DIR": os.path.join(cache, "triton")}
 
 
 def probe(ctx: BuildContext) -> Probe:
@@ -49,4 +64,5 @@ def probe(ctx: BuildContext) -> Probe:
         return Probe(available=False, reason=f"torch has no device {device!r}", version=torch.__version__)
     if ctx.variant == "compile":
         settings["compile_mode"] = "default"
+        settings["compile_cache"] = "cold: a fresh inductor cache per cell"
     return Probe(available=True, version=torch.__version__, backend=backend, device_name=name, settings=settings)
