@@ -54,6 +54,12 @@ class FamilyWorkloads(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def require_divides(divisor_name: str, divisor: int, name: str, value: int) -> None:
+    """A config cross-check whose message names both fields and values."""
+    if value % divisor:
+        raise ValueError(f"{divisor_name} ({divisor}) must divide {name} ({value})")
+
+
 def seed_for(*parts: object) -> int:
     """A 64-bit seed from names, stable across processes and Python versions (unlike hash())."""
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from arena.families.base import FamilyConfig, FamilyWorkloads, cross_entropy, normal
+from arena.families.base import FamilyConfig, FamilyWorkloads, cross_entropy, normal, require_divides
 
 OUTPUTS = {"inference": ("logits",), "latency": ("logits",), "training": ("loss",)}
 
@@ -42,11 +42,7 @@ class Config(FamilyConfig):
 
     @model_validator(mode="after")
     def _heads(self) -> Config:
-        if self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError(
-                f"num_key_value_heads ({self.num_key_value_heads}) must divide "
-                f"num_attention_heads ({self.num_attention_heads})"
-            )
+        require_divides("num_key_value_heads", self.num_key_value_heads, "num_attention_heads", self.num_attention_heads)
         if self.head_dim is None and self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "

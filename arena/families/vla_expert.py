@@ -78,7 +78,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from arena.families.base import FamilyConfig, FamilyWorkloads, bias_uniform, kaiming_uniform, normal
+from arena.families.base import FamilyConfig, FamilyWorkloads, bias_uniform, kaiming_uniform, normal, require_divides
 
 OUTPUTS = {"inference": ("actions",), "latency": ("velocity",), "training": ("loss",)}
 
@@ -108,11 +108,7 @@ class Config(FamilyConfig):
 
     @model_validator(mode="after")
     def _shapes(self) -> Config:
-        if self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError(
-                f"num_key_value_heads ({self.num_key_value_heads}) must divide "
-                f"num_attention_heads ({self.num_attention_heads})"
-            )
+        require_divides("num_key_value_heads", self.num_key_value_heads, "num_attention_heads", self.num_attention_heads)
         if self.head_dim % 2:
             raise ValueError(f"head_dim ({self.head_dim}) must be even for rotate-half RoPE")
         if self.hidden_size % 2:
