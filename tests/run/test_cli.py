@@ -63,3 +63,18 @@ def test_default_matrix_is_chosen_for_this_machine(tmp_path, shared_cache):
     assert run.returncode == 0, run.stderr
     assert f"matrix: {detect_matrix()}" in run.stdout
     assert "devices:" in run.stdout
+
+
+@pytest.mark.slow
+def test_missing_device_is_recorded_unavailable_and_the_run_succeeds(tmp_path, shared_cache):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has the device; the test needs one without")
+    run = arena("+matrix=nvidia", "preset=tiny", "models=[smollm2-135m]", "frameworks=[torch]",
+                f"results_dir={tmp_path / 'results'}", cwd=tmp_path, cache=shared_cache)
+    assert run.returncode == 0, run.stderr[-2000:]
+    (path,) = (tmp_path / "results").rglob("torch-cuda-fp32.json")
+    result = json.loads(path.read_text())
+    assert result["status"] == "unavailable"
+    assert "CUDA" in result["reason"]
+    assert result["framework_version"], "the probe still reports what is installed"
