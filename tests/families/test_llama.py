@@ -14,7 +14,25 @@ from arena.frameworks.contract import BuildContext
 from arena.specs import load_specs
 
 SPEC = load_specs(names=["smollm2-135m"])["smollm2-135m"]
-CTX = BuildContext(device="cpu", dtype="fp32", threads=2)
+CONFIG, WORKLOADS = SPEC.presets["tiny"].config, SPEC.presets["tiny"].workloads
+
+
+@pytest.fixture(scope="module")
+def impl():
+    pytest.importorskip("torch")
+    from arena.frameworks.torch import llama
+
+    return llama
+
+
+@pytest.fixture(scope="module")
+def model(impl):
+    """The tiny reference model, built once from the generated weights."""
+    return impl.build(CONFIG, weights.generate(SPEC, "tiny"), BuildContext(device="cpu", dtype="fp32", threads=2))
+
+
+def inputs_for(workload: str) -> dict[str, np.ndarray]:
+    return llama.make_inputs(CONFIG, WORKLOADS, workload, rng_for("inputs"))
 
 
 def test_causal_lm_loss_shifts_labels_exactly_once():
@@ -49,29 +67,19 @@ def test_names_and_shapes_match_transformers(preset):
     assert llama.parameter_shapes(config) == official
 
 
-def test_reference_training_loss_matches_numpy_and_is_about_ln_vocab():
-    pytest.importorskip("torch")
-    from arena.frameworks.torch import llama as impl
-
-    config, workloads = SPEC.presets["tiny"].config, SPEC.presets["tiny"].workloads
-    model = impl.build(config, weights.generate(SPEC, "tiny"), CTX)
-    inputs = llama.make_inputs(config, workloads, "inference", rng_for("inputs"))
+def test_reference_training_loss_matches_numpy_and_is_about_ln_vocab(impl, model):
+    inputs = inputs_for("inference")
     step = impl.inference(model, inputs)
     logits = step.fetch(step.run())
-    step = impl.training(model, llama.make_inputs(config, workloads, "training", rng_for("inputs")))
+    step = impl.training(model, inputs_for("training"))
     loss = float(step.fetch(step.run())["loss"])
-    assert loss == pytest.approx(llama.reference_loss(config, workloads, inputs, logits), rel=1e-5)
-    assert abs(loss - math.log(config.vocab_size)) < 0.1, "an LM at init scores about ln(vocab)"
+    assert loss == pytest.approx(llama.reference_loss(CONFIG, WORKLOADS, inputs, logits), rel=1e-5)
+    assert abs(loss - math.log(CONFIG.vocab_size)) < 0.1, "an LM at init scores about ln(vocab)"
 
 
-def test_decode_step_equals_the_last_position_of_a_longer_prefill():
+def test_decode_step_equals_the_last_position_of_a_longer_prefill(impl, model):
     """The KV-cache decode step computes what a full forward over prompt + token computes."""
-    pytest.importorskip("torch")
-    from arena.frameworks.torch import llama as impl
-
-    config, workloads = SPEC.presets["tiny"].config, SPEC.presets["tiny"].workloads
-    model = impl.build(config, weights.generate(SPEC, "tiny"), CTX)
-    inputs = llama.make_inputs(config, workloads, "latency", rng_for("inputs"))
+    inputs = inputs_for("latency")
     step = impl.latency(model, inputs)
     decoded = step.fetch(step.run())["logits"]
     assert np.array_equal(decoded, step.fetch(step.run())["logits"]), "every timed call sees the same cache"
@@ -80,16 +88,11 @@ def test_decode_step_equals_the_last_position_of_a_longer_prefill():
     np.testing.assert_allclose(decoded[:, 0], full.fetch(full.run())["logits"][:, -1], atol=1e-5)
 
 
-def test_flops_match_torch_flop_counter():
+def test_flops_match_torch_flop_counter(model):
     """FlopCounterMode counts matmuls (2 per MAC), incl. SDPA, and nothing else: the same convention."""
-    torch = pytest.importorskip("torch")
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from arena.frameworks.torch import llama as impl
-
-    config, workloads = SPEC.presets["tiny"].config, SPEC.presets["tiny"].workloads
-    model = impl.build(config, weights.generate(SPEC, "tiny"), CTX)
-    inputs = llama.make_inputs(config, workloads, "inference", rng_for("inputs"))
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model.module(input_ids=torch.from_numpy(inputs["input_ids"]), use_cache=False)
-    assert llama.flops(config, workloads, "inference") == pytest.approx(counter.get_total_flops(), rel=0.01)
+        model.module(input_ids=torch.from_numpy(inputs_for("inference")["input_ids"]), use_cache=False)
+    assert llama.flops(CONFIG, WORKLOADS, "inference") == pytest.approx(counter.get_total_flops(), rel=0.01)

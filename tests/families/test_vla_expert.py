@@ -4,7 +4,6 @@ plus a second, independent implementation of one denoising step written from ler
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -15,6 +15,16 @@ def torch_dtype(ctx: BuildContext) -> torch.dtype:
     return getattr(torch, DTYPES[ctx.dtype])
 
 
+class Model:
+    """A built model: the torch module, where and in which dtype it runs, and its forward (compiled in
+    the torch-compile variant). Family files subclass it where they need more."""
+
+    def __init__(self, module: torch.nn.Module, ctx: BuildContext):
+        self.module, self.ctx = module, ctx
+        self.device, self.dtype = torch.device(ctx.device), torch_dtype(ctx)
+        self.forward = maybe_compile(module, ctx)
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -22,17 +22,13 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from arena.families.resnet import Config
 from arena.frameworks.contract import BuildContext, Step
-from arena.frameworks.torch.common import forward_step, load_strict, maybe_compile, to_device, torch_dtype, training_step
+from arena.frameworks.torch import common
+from arena.frameworks.torch.common import forward_step, load_strict, to_device, torch_dtype, training_step
 
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
-class Model:
-    def __init__(self, module: ResNet, ctx: BuildContext):
-        self.module, self.ctx = module, ctx
-        self.device, self.dtype = torch.device(ctx.device), torch_dtype(ctx)
-        self.forward = maybe_compile(module, ctx)
-
+class Model(common.Model):
     def set_training(self, training: bool) -> None:
         """BatchNorm mode for the next call; a flag check when it is already right."""
         if self.module.training != training:

@@ -15,14 +15,7 @@ from diffusers import UNet2DConditionModel
 
 from arena.families.unet2d_condition import Config
 from arena.frameworks.contract import BuildContext, Step
-from arena.frameworks.torch.common import forward_step, load_strict, maybe_compile, to_device, torch_dtype, training_step
-
-
-class Model:
-    def __init__(self, module: UNet2DConditionModel, ctx: BuildContext):
-        self.module, self.ctx = module, ctx
-        self.device, self.dtype = torch.device(ctx.device), torch_dtype(ctx)
-        self.forward = maybe_compile(module, ctx)
+from arena.frameworks.torch.common import Model, forward_step, load_strict, to_device, torch_dtype, training_step
 
 
 def make_module(config: Config) -> UNet2DConditionModel:

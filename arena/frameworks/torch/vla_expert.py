@@ -29,6 +29,7 @@ from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from arena.families.vla_expert import Config
 from arena.frameworks.contract import BuildContext, Step
+from arena.frameworks.torch import common
 from arena.frameworks.torch.common import forward_step, load_strict, maybe_compile, to_device, torch_dtype, training_step
 
 # --- lerobot's small functions -------------------------------------------------------------------
@@ -210,10 +211,9 @@ def suffix_mask_and_positions(batch: int, prefix_len: int, chunk: int, device: t
 # --- the arena contract --------------------------------------------------------------------------
 
 
-class Model:
+class Model(common.Model):
     def __init__(self, module: SmolVLAExpertPolicy, ctx: BuildContext):
-        self.module, self.ctx = module, ctx
-        self.device, self.dtype = torch.device(ctx.device), torch_dtype(ctx)
+        super().__init__(module, ctx)
         flow = module.model
         self.sample_actions = maybe_compile(flow.sample_actions, ctx)
         self.denoise_step = maybe_compile(flow.denoise_step, ctx)

@@ -14,14 +14,7 @@ from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 from arena.families.whisper import EMBED_TOKENS, Config
 from arena.frameworks.contract import BuildContext, Step
-from arena.frameworks.torch.common import forward_step, load_strict, maybe_compile, to_device, torch_dtype, training_step
-
-
-class Model:
-    def __init__(self, module: WhisperForConditionalGeneration, ctx: BuildContext):
-        self.module, self.ctx = module, ctx
-        self.device, self.dtype = torch.device(ctx.device), torch_dtype(ctx)
-        self.forward = maybe_compile(module, ctx)
+from arena.frameworks.torch.common import Model, forward_step, load_strict, to_device, torch_dtype, training_step
 
 
 def build(config: Config, weights: dict[str, np.ndarray], ctx: BuildContext) -> Model:
