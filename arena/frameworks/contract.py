@@ -8,6 +8,9 @@ An adapter package `arena/frameworks/<fw>/__init__.py` declares:
     UNSUPPORTED: dict[str, str]       "family" or "family/workload" -> why it cannot run (never faked)
     probe(ctx: BuildContext) -> Probe imports the framework for real and says whether the device works
     process_env(ctx) -> dict          (optional) environment to set before the framework is imported
+    peak_device_memory(ctx, reset) -> int | None
+                                      (optional) peak bytes allocated on an accelerator since the last
+                                      reset (reset=True starts a new window); None on the CPU
 
 and one module per family, `arena/frameworks/<fw>/<family>.py`, with the same four functions:
 

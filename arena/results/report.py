@@ -37,7 +37,7 @@ def _row(r: Result) -> list[str]:
         _workload(m.latency),
         _workload(m.training),
         f"{gflops:.1f}" if gflops else "—",
-        _bytes(m.peak_memory_bytes),
+        _peak_memory(m),
         r.correctness.verdict,
     ]
 
@@ -53,6 +53,12 @@ def _workload(w: WorkloadMetrics | None) -> str:
 
 def _ms(ms: float) -> str:
     return f"{ms / 1e3:.2f} s" if ms >= 1e4 else f"{ms:.1f} ms" if ms >= 1 else f"{ms * 1e3:.0f} µs"
+
+
+def _peak_memory(m) -> str:
+    """The accelerator's peak where the cell ran on one, else the process's resident peak."""
+    device = max((w.peak_device_memory_bytes or 0 for w in (m.inference, m.latency, m.training) if w), default=0)
+    return f"{_bytes(device)} dev" if device else _bytes(m.peak_memory_bytes)
 
 
 def _bytes(n: int | None) -> str:

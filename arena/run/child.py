@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,8 @@ def run_cell(job: CellJob, result: Result) -> None:
 
     outputs: dict[str, dict[str, np.ndarray]] = {}
     errors = []
+    device_memory = getattr(adapter, "peak_device_memory", None)
+    device_memory = partial(device_memory, ctx) if device_memory else lambda reset: None
     for workload in WORKLOADS:
         declared = adapter.UNSUPPORTED.get(f"{spec.family}/{workload}")
         if declared:
@@ -111,7 +114,7 @@ def run_cell(job: CellJob, result: Result) -> None:
             continue
         inputs = family.make_inputs(preset.config, preset.workloads, workload, rng_for("inputs", result.spec_hash))
         try:
-            metrics, outputs[workload] = run_workload(impl, model, workload, inputs, job, timing)
+            metrics, outputs[workload] = run_workload(impl, model, workload, inputs, job, timing, device_memory)
         except Exception as err:
             traceback.print_exc()
             errors.append(f"{workload}: {type(err).__name__}: {err}")
@@ -140,15 +143,17 @@ def installed_version(distribution: str) -> str:
         return ""
 
 
-def run_workload(impl, model, workload: str, inputs, job: CellJob, timing) -> tuple[WorkloadMetrics, dict[str, np.ndarray]]:
+def run_workload(impl, model, workload: str, inputs, job: CellJob, timing, device_memory) -> tuple[WorkloadMetrics, dict[str, np.ndarray]]:
     step = getattr(impl, workload)(model, inputs)
+    device_memory(reset=True)
     with PeakRss() as rss:
         first_ms, value = time_call(step)
         stats, problems = None, []
         if job.mode == "measure":
             samples, value, problems = measure(step, timing)
             stats = summarize(samples)
-    metrics = WorkloadMetrics(first_call_ms=first_ms, stats=stats, peak_rss_bytes=rss.peak, problems=problems)
+    metrics = WorkloadMetrics(first_call_ms=first_ms, stats=stats, peak_rss_bytes=rss.peak,
+                              peak_device_memory_bytes=device_memory(reset=False), problems=problems)
     return metrics, step.fetch(value)
 
 

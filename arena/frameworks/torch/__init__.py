@@ -35,6 +35,19 @@ def process_env(ctx: BuildContext) -> dict[str, str]:
     return {"TORCHINDUCTOR_CACHE_DIR": cache, "TRITON_CACHE_DIR": os.path.join(cache, "triton")}
 
 
+def peak_device_memory(ctx: BuildContext, reset: bool) -> int | None:
+    """CUDA's allocator high-water mark; MPS reports only what its driver holds now (no peak)."""
+    import torch
+
+    if ctx.device.startswith("cuda"):
+        if reset:
+            torch.cuda.reset_peak_memory_stats(ctx.device)
+        return torch.cuda.max_memory_allocated(ctx.device)
+    if ctx.device == "mps":
+        return torch.mps.driver_allocated_memory()
+    return None
+
+
 def probe(ctx: BuildContext) -> Probe:
     import torch
 
