@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,10 +78,13 @@ def execute(run: Run, log=print) -> list[Result]:
     started = time.monotonic()
     log(f"arena: {len(run.cells)} cells, matrix {run.config.matrix}, preset {run.config.preset}, "
         f"{run.threads} threads, platform {system.platform_id} → {run.results_dir}")
+    weights_files: dict[str, weights.WeightsFile] = {}  # per model: a local checkpoint is hashed once
     for index, cell in enumerate(run.cells, 1):
         spec = run.specs[cell.model]
         path = result_path(run.results_dir, system.platform_id, cell.model, cell.preset, cell.file_stem)
-        weights_file = weights.materialize(spec, cell.preset, run.cache_dir)
+        if cell.model not in weights_files:
+            weights_files[cell.model] = weights.materialize(spec, cell.preset, run.cache_dir)
+        weights_file = weights_files[cell.model]
         previous = read_result(path)
         if previous and not run.config.force and still_valid(previous, spec, cell.preset, weights_file.weights_hash):
             results.append(previous)
@@ -115,18 +119,16 @@ def still_valid(previous: Result, spec: ModelSpec, preset: str, weights_hash: st
 
 def run_cell(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, mode: str) -> Result:
     """Start the child, wait for it with the preset's deadline, and turn whatever happened into a Result."""
-    work = run.cache_dir / "cells" / system.platform_id / cell.model / cell.preset
-    work.mkdir(parents=True, exist_ok=True)
-    stem = f"{cell.file_stem}-{mode}"
     job = CellJob(
         cell=cell, spec_path=str(run.config.specs_path / f"{spec.name}.yaml"), mode=mode,
         threads=run.threads, run_id=run.run_id, weights_files=weights_file.files,
         weights_hash=weights_file.weights_hash, weights_source=weights_file.source,
-        result_path=str(work / f"{stem}.result.json"), artifact_path=str(work / f"{stem}.npz"), system=system,
+        result_path=str(cell_file(run, cell, system, mode, ".result.json")),
+        artifact_path=str(cell_file(run, cell, system, mode, ".npz")), system=system,
     )
     for stale in (Path(job.result_path), Path(job.artifact_path)):
         stale.unlink(missing_ok=True)
-    job_path, log_path = work / f"{stem}.job.json", work / f"{stem}.log"
+    job_path, log_path = cell_file(run, cell, system, mode, ".job.json"), cell_file(run, cell, system, mode, ".log")
     job_path.write_text(job.model_dump_json(indent=1))
     timeout_s = spec.presets[cell.preset].timeout_s
     with open(log_path, "w") as log_file:
@@ -157,14 +159,14 @@ def run_cell(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, mode: 
 
 
 def judge(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, result: Result) -> Correctness:
-    artifact = Path(run.cache_dir / "cells" / system.platform_id / cell.model / cell.preset / f"{cell.file_stem}-measure.npz")
+    artifact = cell_file(run, cell, system, "measure", ".npz")
     if result.status not in ("ok", "error") or not artifact.exists():
         return Correctness(verdict="n/a", reason=f"cell status {result.status}")
     candidate = dict(np.load(artifact))
     reference_file = reference_path(run, spec, cell.preset, weights_file.weights_hash)
     if cell.is_reference:
         checks = validate_reference(candidate)
-        np.savez(reference_file, **candidate)
+        shutil.copyfile(artifact, reference_file)
         broken = [c for c in checks if not c.passed]
         if broken:
             return Correctness(verdict="fail", reason="degenerate reference: " + "; ".join(f"{c.name}: {c.detail}" for c in broken), checks=checks)
@@ -172,16 +174,23 @@ def judge(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, result: R
     if not reference_file.exists():
         reference_cell = Cell(model=cell.model, preset=cell.preset, framework="torch", device="cpu", dtype="fp32")
         ref = run_cell(run, reference_cell, spec, weights_file, system, mode="reference")
-        ref_artifact = artifact.parent / f"{reference_cell.file_stem}-reference.npz"
+        ref_artifact = cell_file(run, reference_cell, system, "reference", ".npz")
         if ref.status != "ok" or not ref_artifact.exists():
             return Correctness(verdict="n/a", reason=f"the PyTorch reference could not run: {ref.status} {ref.reason}"[:500])
-        np.savez(reference_file, **dict(np.load(ref_artifact)))
+        shutil.copyfile(ref_artifact, reference_file)
     tolerances = spec.tolerances.get(cell.dtype)
     if tolerances is None:
         return Correctness(verdict="n/a", reason=f"the spec declares no tolerances for {cell.dtype}")
     correctness = compare(candidate, dict(np.load(reference_file)), tolerances)
     correctness.reference = reference_file.name
     return correctness
+
+
+def cell_file(run: Run, cell: Cell, system, mode: str, suffix: str) -> Path:
+    """Where a cell's job, log, partial result and outputs artifact live (in the cache, not the results)."""
+    folder = run.cache_dir / "cells" / system.platform_id / cell.model / cell.preset
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{cell.file_stem}-{mode}{suffix}"
 
 
 def reference_path(run: Run, spec: ModelSpec, preset: str, weights_hash: str) -> Path:
