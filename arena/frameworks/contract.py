@@ -35,6 +35,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 
+# A cell's dtype -> the array dtype name every framework understands (torch, numpy/ml_dtypes, jnp, mx).
+DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
 class BuildContext(BaseModel):
     """What a cell asks of a framework: the same for every framework in a run, apart from device/variant."""
 

@@ -1,10 +1,12 @@
 """A framework adapter that misbehaves on purpose, to test that the runner records each failure.
 
-Used as framework `tests.faults-<variant>`. The `perturb` and `nan` variants run the real PyTorch
-implementation with one weight scaled by 1.01 (the largest floating tensor, or $ARENA_TEST_PERTURB)
-or with NaN outputs, so they test the comparison, not a mock of it.
+Used as framework `tests.faults-<variant>`. The `perturb` and `nan` variants run a real implementation
+(PyTorch's; `perturb-<framework>` another framework's) with one weight scaled by 1.01 (the largest
+floating tensor, or $ARENA_TEST_PERTURB) or with NaN outputs, so they test the comparison, not a mock
+of it.
 """
 
+from arena.frameworks import load_adapter
 from arena.frameworks.contract import BuildContext, Probe
 
 DISTRIBUTION = "numpy"
@@ -17,9 +19,24 @@ VARIANTS = {
     "exit": "training calls os._exit(3) after inference succeeded",
     "perturb": "torch reference with one weight scaled by 1.01",
     "nan": "torch reference whose inference outputs are NaN",
+    "perturb-jax": "the JAX implementation with one weight scaled by 1.01",
+    "perturb-mlx": "the MLX implementation with one weight scaled by 1.01",
 }
 UNSUPPORTED: dict[str, str] = {}
 
 
+def wrapped_framework(variant: str) -> str:
+    """The framework a variant runs: `perturb-jax` -> jax, everything else -> torch."""
+    return variant.partition("-")[2] or "torch"
+
+
+def process_env(ctx: BuildContext) -> dict[str, str]:
+    adapter, _ = load_adapter(wrapped_framework(ctx.variant))
+    return getattr(adapter, "process_env", lambda ctx: {})(ctx.model_copy(update={"variant": ""}))
+
+
 def probe(ctx: BuildContext) -> Probe:
-    return Probe(available=True, version="0", backend="test", device_name=ctx.device)
+    """The wrapped framework's own probe (its thread and precision settings apply), labelled a test."""
+    adapter, _ = load_adapter(wrapped_framework(ctx.variant))
+    found = adapter.probe(ctx.model_copy(update={"variant": ""}))
+    return found.model_copy(update={"backend": f"test wrapping {found.backend}"})

@@ -1,4 +1,5 @@
-"""The faulty family functions, built around the real torch implementation of a family."""
+"""The faulty family functions, built around a real implementation of the family (torch's unless the
+variant names another framework)."""
 
 from __future__ import annotations
 
@@ -10,37 +11,37 @@ import time
 import numpy as np
 
 from arena.frameworks.contract import Step
+from tests.faults import wrapped_framework
 
 
 def faulty(family: str):
-    impl = importlib.import_module(f"arena.frameworks.torch.{family}")
-
     def build(config, weights: dict[str, np.ndarray], ctx):
+        impl = importlib.import_module(f"arena.frameworks.{wrapped_framework(ctx.variant)}.{family}")
         if ctx.variant == "raise":
             raise RuntimeError("deliberate failure in build")
         if ctx.variant == "segfault":
             ctypes.string_at(0)
         if ctx.variant == "hang":
             time.sleep(10**6)
-        if ctx.variant == "perturb":
+        if ctx.variant.startswith("perturb"):
             name = os.environ.get("ARENA_TEST_PERTURB") or max(
                 (n for n, w in weights.items() if w.dtype.kind == "f"), key=lambda n: weights[n].size
             )
             weights = dict(weights) | {name: weights[name] * np.float32(1.01)}
-        return impl.build(config, weights, ctx.model_copy(update={"variant": ""})), ctx.variant
+        return impl.build(config, weights, ctx.model_copy(update={"variant": ""})), ctx.variant, impl
 
     def inference(model, inputs) -> Step:
-        step = impl.inference(model[0], inputs)
+        step = model[2].inference(model[0], inputs)
         if model[1] == "nan":
             return Step(run=step.run, fetch=lambda v: {k: a * np.nan for k, a in step.fetch(v).items()})
         return step
 
     def latency(model, inputs) -> Step:
-        return impl.latency(model[0], inputs)
+        return model[2].latency(model[0], inputs)
 
     def training(model, inputs) -> Step:
         if model[1] == "exit":
             os._exit(3)
-        return impl.training(model[0], inputs)
+        return model[2].training(model[0], inputs)
 
     return build, inference, latency, training

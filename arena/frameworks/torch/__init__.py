@@ -22,8 +22,6 @@ VARIANTS = {
 }
 UNSUPPORTED: dict[str, str] = {}
 
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-
 
 def process_env(ctx: BuildContext) -> dict[str, str]:
     """A fresh, private compile cache per cell, so `prepare` of torch-compile is a cold compile (an

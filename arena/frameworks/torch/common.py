@@ -7,12 +7,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from arena.frameworks.contract import BuildContext, Step
-from arena.frameworks.torch import DTYPES
+from arena.frameworks.contract import DTYPE_NAMES, BuildContext, Step
 
 
 def torch_dtype(ctx: BuildContext) -> torch.dtype:
-    return getattr(torch, DTYPES[ctx.dtype])
+    return getattr(torch, DTYPE_NAMES[ctx.dtype])
 
 
 class Model:

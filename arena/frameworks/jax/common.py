@@ -1,0 +1,97 @@
+"""What the JAX family files share: parameters and inputs on the device, jitted steps that return only
+when the device is done, and the training step with gradients under the official names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from arena.frameworks.contract import DTYPE_NAMES, BuildContext, Step
+from arena.frameworks.layouts import grads_to_official, trainable_names
+
+Params = dict[str, jax.Array]
+
+
+@dataclass
+class Model:
+    """A built model: the config, the flat official-named parameters on the device, the cell's float
+    dtype, and which tensors training differentiates."""
+
+    config: Any
+    params: Params
+    ctx: BuildContext
+    trainable: list[str]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dtype(self) -> jnp.dtype:
+        return float_dtype(self.ctx)
+
+
+def float_dtype(ctx: BuildContext) -> jnp.dtype:
+    return jnp.dtype(DTYPE_NAMES[ctx.dtype])
+
+
+def to_device(arrays: Mapping[str, np.ndarray], dtype: jnp.dtype) -> dict[str, jax.Array]:
+    """numpy -> JAX on the default device (the cell's); floats take the cell's dtype, integers stay
+    integers (int32 unless x64 is on: token ids and labels fit)."""
+    return {name: jnp.asarray(a, dtype if a.dtype.kind == "f" else None) for name, a in arrays.items()}
+
+
+def build_model(config: Any, weights: Mapping[str, np.ndarray], ctx: BuildContext, frozen: Iterable[str] = (), **extra: Any) -> Model:
+    params = to_device(weights, float_dtype(ctx))
+    return Model(config, params, ctx, trainable_names(weights, frozen), dict(extra))
+
+
+def to_numpy(array: jax.Array) -> np.ndarray:
+    return np.asarray(jax.device_get(array.astype(jnp.float32)))
+
+
+def cache_watch(*jitted: Callable) -> Callable[[], Callable[[], list[str]]]:
+    """A Step.watch that reports any compilation (a jit cache miss) during the timed calls."""
+
+    def sizes() -> list[int]:
+        return [fn._cache_size() for fn in jitted]
+
+    def watch() -> Callable[[], list[str]]:
+        before = sizes()
+
+        def problems() -> list[str]:
+            extra = sum(sizes()) - sum(before)
+            return [f"jax.jit compiled {extra} new executable(s) during the timed calls"] if extra else []
+
+        return problems
+
+    return watch
+
+
+def forward_step(fn: Callable[..., dict[str, jax.Array]], *args: Any) -> Step:
+    """An inference step: `fn` is jitted (or built from jitted pieces) and returns named outputs."""
+    jitted = fn if hasattr(fn, "_cache_size") else jax.jit(fn)
+
+    def run() -> dict[str, jax.Array]:
+        return jax.block_until_ready(jitted(*args))
+
+    return Step(run=run, fetch=lambda out: {k: to_numpy(v) for k, v in out.items()}, watch=cache_watch(jitted))
+
+
+def training_step(model: Model, loss_fn: Callable[..., jax.Array], *args: Any) -> Step:
+    """Forward + loss + backward as one jitted call: `loss_fn(params, *args)` -> scalar loss. Gradients
+    are taken w.r.t. `model.trainable` only, and come back under the official names."""
+    trained = {n: model.params[n] for n in model.trainable}
+    held = {n: a for n, a in model.params.items() if n not in trained}
+    value_and_grad = jax.jit(jax.value_and_grad(lambda t, h, *a: loss_fn(t | h, *a)))
+
+    def run() -> tuple[jax.Array, Params]:
+        return jax.block_until_ready(value_and_grad(trained, held, *args))
+
+    def fetch(value: tuple[jax.Array, Params]) -> dict[str, np.ndarray]:
+        loss, grads = value
+        return {"loss": to_numpy(loss)} | grads_to_official({n: to_numpy(g) for n, g in grads.items()}, channels_last_kernels=False)
+
+    return Step(run=run, fetch=fetch, watch=cache_watch(value_and_grad))

@@ -1,0 +1,131 @@
+"""The layers the JAX families share, as pure functions of a flat official-named parameter dict `p`.
+
+Layouts are PyTorch's: Linear weights [out, in], activations [..., features], images NCHW with OIHW
+kernels, sequences [batch, time, heads, head_dim] inside attention. Norms compute in float32 (at least)
+as the official modules do, then return the input dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+Params = dict[str, jax.Array]
+
+
+def linear(p: Params, name: str, x: jax.Array) -> jax.Array:
+    """nn.Linear `name` (weight [out, in], bias optional)."""
+    y = x @ p[f"{name}.weight"].T
+    bias = p.get(f"{name}.bias")
+    return y if bias is None else y + bias
+
+
+def embedding(table: jax.Array, ids: jax.Array) -> jax.Array:
+    return jnp.take(table, ids, axis=0)
+
+
+def _upcast(x: jax.Array) -> jax.Array:
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
+def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
+    """LlamaRMSNorm: normalise in float32, cast back, then scale."""
+    x32 = _upcast(x)
+    normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
+    return weight * normed.astype(x.dtype)
+
+
+def layer_norm(p: Params, name: str, x: jax.Array, eps: float = 1e-5) -> jax.Array:
+    """nn.LayerNorm over the last axis (biased variance)."""
+    x32 = _upcast(x)
+    mean = jnp.mean(x32, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+    normed = ((x32 - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
+    return normed * p[f"{name}.weight"] + p[f"{name}.bias"]
+
+
+def group_norm(p: Params, name: str, x: jax.Array, groups: int, eps: float) -> jax.Array:
+    """nn.GroupNorm on NCHW (biased variance over each group's channels and pixels)."""
+    n, c = x.shape[:2]
+    x32 = _upcast(x).reshape(n, groups, -1)
+    mean = jnp.mean(x32, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+    normed = ((x32 - mean) * jax.lax.rsqrt(var + eps)).reshape(x.shape).astype(x.dtype)
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    return normed * p[f"{name}.weight"].reshape(shape) + p[f"{name}.bias"].reshape(shape)
+
+
+def batch_norm(p: Params, name: str, x: jax.Array, training: bool, eps: float = 1e-5) -> jax.Array:
+    """nn.BatchNorm2d on NCHW: running statistics in eval mode; in train mode the batch's own mean and
+    biased variance (what F.batch_norm normalises with; the running-stat update is not an output)."""
+    shape = (1, -1, 1, 1)
+    if training:
+        x32 = _upcast(x)
+        mean = jnp.mean(x32, axis=(0, 2, 3))
+        var = jnp.mean(jnp.square(x32 - mean.reshape(shape)), axis=(0, 2, 3))
+    else:
+        mean, var = p[f"{name}.running_mean"], p[f"{name}.running_var"]
+    scale = p[f"{name}.weight"] * jax.lax.rsqrt(var + eps)
+    shift = p[f"{name}.bias"] - mean * scale
+    return (x * scale.reshape(shape).astype(x.dtype) + shift.reshape(shape).astype(x.dtype)).astype(x.dtype)
+
+
+def conv(p: Params, name: str, x: jax.Array, stride: int = 1, padding: int = 0, groups: int = 1) -> jax.Array:
+    """nn.Conv1d / nn.Conv2d in PyTorch layout (NCL/NCHW input, [out, in/groups, *k] kernel)."""
+    kernel = p[f"{name}.weight"]
+    spatial = kernel.ndim - 2
+    dims = ("NCH", "OIH", "NCH") if spatial == 1 else ("NCHW", "OIHW", "NCHW")
+    y = jax.lax.conv_general_dilated(
+        x, kernel, window_strides=(stride,) * spatial, padding=[(padding, padding)] * spatial,
+        dimension_numbers=dims, feature_group_count=groups,
+    )  # fmt: skip
+    bias = p.get(f"{name}.bias")
+    return y if bias is None else y + bias.reshape((1, -1) + (1,) * spatial)
+
+
+def gelu(x: jax.Array) -> jax.Array:
+    """Exact (erf) GELU, as nn.GELU() and HF's "gelu"."""
+    return jax.nn.gelu(x, approximate=False)
+
+
+def rope_cos_sin(positions: jax.Array, head_dim: int, theta: float, dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
+    """HF LlamaRotaryEmbedding (default rope type): inv_freq = theta^(-2i/d), angles in float32,
+    duplicated halves; cos/sin [batch, seq, head_dim] in the activations' dtype."""
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq
+    emb = jnp.concatenate([angles, angles], axis=-1)
+    return jnp.cos(emb).astype(dtype), jnp.sin(emb).astype(dtype)
+
+
+def rotate_half(x: jax.Array) -> jax.Array:
+    half = x.shape[-1] // 2
+    return jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+
+
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """Rotate-half RoPE of x [batch, seq, heads, head_dim] with cos/sin [batch, seq, head_dim]."""
+    cos, sin = cos[:, :, None, :], sin[:, :, None, :]
+    return x * cos + rotate_half(x) * sin
+
+
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None, causal: bool = False, scale: float | None = None) -> jax.Array:
+    """Scaled dot-product attention with grouped-query heads. q [B, Tq, H, D], k/v [B, Tk, KVH, D]
+    (KVH divides H; K/V are not repeated); mask broadcastable to [B, H, Tq, Tk], True = attend;
+    `causal` aligns the last query with the last key (so a decode step with a cache sees everything).
+    Returns [B, Tq, H * D]. jax.nn.dot_product_attention is XLA's fused form (cuDNN on GPUs)."""
+    b, tq, h, d = q.shape
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    if causal:
+        tk = k.shape[1]
+        keep = jnp.arange(tk)[None, :] <= jnp.arange(tq)[:, None] + (tk - tq)
+        mask = keep[None, None] if mask is None else mask & keep[None, None]
+    out = jax.nn.dot_product_attention(q, k, v, mask=mask, scale=scale)
+    return out.reshape(b, tq, h * d)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Mean cross-entropy (F.cross_entropy), log-softmax in float32."""
+    logp = jax.nn.log_softmax(_upcast(logits), axis=-1)
+    return -jnp.mean(jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32), axis=-1))

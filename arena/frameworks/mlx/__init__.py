@@ -1,0 +1,52 @@
+"""MLX: `mlx.nn` modules named like the official ones, `mx.compile` for every timed function,
+`nn.value_and_grad` for training, `mx.eval` inside the timed calls.
+
+The module trees mirror the official state-dict names (as mlx-lm does), so `load_weights(strict=True)`
+checks every name and shape and `tree_flatten` of the gradients gives the official names back.
+Convolutions are channels-last in MLX; `arena.frameworks.layouts` converts kernels, inputs and kernel
+gradients. On Linux MLX runs on its CPU back-end (the `mlx[cpu]` wheel, which links the reference
+netlib BLAS it bundles): that is measured as it is, not tuned away.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from arena.frameworks.contract import BuildContext, Probe
+
+DISTRIBUTION = "mlx"
+INSTALL_HINT = 'pip install -e ".[mlx]"  (on Linux this installs mlx[cpu])'
+VARIANTS = {"": "mx.compile of every timed function; lazy graphs evaluated with mx.eval inside each timed call"}
+UNSUPPORTED: dict[str, str] = {}
+
+DEVICES = {"cpu": "cpu", "gpu": "gpu", "metal": "gpu", "mps": "gpu"}
+
+
+def probe(ctx: BuildContext) -> Probe:
+    import mlx.core as mx
+
+    kind = DEVICES.get(ctx.device)
+    if kind is None:
+        return Probe(available=False, reason=f"MLX has no device {ctx.device!r} (cpu, or gpu on Apple Silicon)", version=mx.__version__)
+    if kind == "gpu" and not mx.metal.is_available():
+        return Probe(available=False, reason="MLX's GPU back-end needs Metal (Apple Silicon)", version=mx.__version__)
+    mx.set_default_device(mx.gpu if kind == "gpu" else mx.cpu)
+    if kind == "gpu":
+        backend, name = "Metal", mx.metal.device_info().get("device_name", "Apple GPU")
+    elif sys.platform == "darwin":
+        backend, name = "CPU (Accelerate)", "cpu"
+    else:
+        backend, name = "CPU (mlx[cpu] wheel: bundled reference BLAS, no thread setting)", "cpu"
+    settings = {"mx_compile": True, "device": kind}
+    return Probe(available=True, version=mx.__version__, backend=backend, device_name=name, settings=settings)
+
+
+def peak_device_memory(ctx: BuildContext, reset: bool) -> int | None:
+    """MLX's own allocator high-water mark, on the GPU (unified memory); None on the CPU."""
+    import mlx.core as mx
+
+    if DEVICES.get(ctx.device) != "gpu":
+        return None
+    if reset:
+        mx.reset_peak_memory()
+    return mx.get_peak_memory()
