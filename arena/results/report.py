@@ -6,13 +6,17 @@ from itertools import groupby
 
 from arena.results.schema import Result, WorkloadMetrics
 
-COLUMNS = ("framework", "device", "status", "prepare", "inference", "latency", "training", "GFLOP/s", "peak mem", "verdict")
+COLUMNS = ("framework", "device", "status", "prepare", "inference", "latency", "training", "GFLOP/s", "peak mem", "× torch", "verdict")
+WORKLOADS = ("inference", "latency", "training")
+BASELINE = "torch"  # ratios are to PyTorch eager on the same device and dtype
 
 
 def print_summary(results: list[Result], out=print) -> None:
     key = lambda r: (r.model, r.preset)  # noqa: E731
     for (model, preset), group in groupby(sorted(results, key=key), key=key):
-        rows = [_row(r) for r in group]
+        group = list(group)
+        baselines = {(r.device, r.dtype): r for r in group if r.framework == BASELINE}
+        rows = [_row(r, baselines.get((r.device, r.dtype))) for r in group]
         widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(COLUMNS)]
         out(f"\n{model} ({preset})")
         out("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)))
@@ -25,7 +29,7 @@ def print_summary(results: list[Result], out=print) -> None:
         out(f"  ! {r.model}/{r.preset}/{r.framework}@{r.device}: {r.status}/{r.correctness.verdict}: {reason[:300]}")
 
 
-def _row(r: Result) -> list[str]:
+def _row(r: Result, baseline: Result | None) -> list[str]:
     m = r.metrics
     gflops = m.inference.gflops_per_s if m.inference and m.inference.gflops_per_s else None
     return [
@@ -38,8 +42,25 @@ def _row(r: Result) -> list[str]:
         _workload(m.training),
         f"{gflops:.1f}" if gflops else "—",
         _peak_memory(m),
+        _ratios(r, baseline),
         r.correctness.verdict,
     ]
+
+
+def ratio_to(r: Result, baseline: Result | None, workload: str) -> float | None:
+    """Median time relative to the baseline's (2.0 = twice as slow); None where either has no median."""
+    mine = getattr(r.metrics, workload, None)
+    theirs = getattr(baseline.metrics, workload, None) if baseline else None
+    if not (mine and theirs and mine.stats and theirs.stats):
+        return None
+    return mine.stats.median_ms / theirs.stats.median_ms
+
+
+def _ratios(r: Result, baseline: Result | None) -> str:
+    if baseline is None or r is baseline:
+        return "—"
+    ratios = [ratio_to(r, baseline, w) for w in WORKLOADS]
+    return " / ".join(f"{x:.2f}" if x is not None else "—" for x in ratios)
 
 
 def _workload(w: WorkloadMetrics | None) -> str:
