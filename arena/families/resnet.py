@@ -82,7 +82,7 @@ class Workloads(FamilyWorkloads):
     latency_batch: int = Field(1, gt=0, description="images per latency call")
 
 
-def _blocks(config: Config) -> Iterator[tuple[str, int, int, int, bool]]:
+def blocks(config: Config) -> Iterator[tuple[str, int, int, int, bool]]:
     """(prefix, inplanes, planes, stride, has_downsample) of every block, as ResNet._make_layer builds them."""
     inplanes = STEM_CHANNELS
     for stage, (planes, count) in enumerate(zip(STAGE_PLANES, config.layers)):
@@ -114,7 +114,7 @@ def _convs(config: Config, p: str, inplanes: int, planes: int) -> list[tuple[str
 
 def parameter_shapes(config: Config) -> dict[str, tuple[int, ...]]:
     shapes = {"conv1.weight": (STEM_CHANNELS, 3, 7, 7)} | _bn("bn1", STEM_CHANNELS)
-    for p, inplanes, planes, _, downsample in _blocks(config):
+    for p, inplanes, planes, _, downsample in blocks(config):
         for i, (name, cin, cout, k, g) in enumerate(_convs(config, p, inplanes, planes), start=1):
             shapes[f"{name}.weight"] = (cout, cin // g, k, k)
             shapes |= _bn(f"{p}.bn{i}", cout)
@@ -171,7 +171,7 @@ def _bn_input_second_moments(config: Config) -> dict[str, float]:
     moments = {"bn1": _conv_second_moment(3, STEM_CHANNELS, 1, 1.0)}
     mean, second = _maxpool_moments()  # the residual stream entering layer1
     unit_relu = _relu_moments(0.0, 1.0)[1]  # a normalised BN output after ReLU
-    for p, inplanes, planes, _, downsample in _blocks(config):
+    for p, inplanes, planes, _, downsample in blocks(config):
         for i, (_, cin, cout, _, g) in enumerate(_convs(config, p, inplanes, planes), start=1):
             moments[f"{p}.bn{i}"] = _conv_second_moment(cin, cout, g, second if i == 1 else unit_relu)
         if downsample:
@@ -246,7 +246,7 @@ def _forward_macs(config: Config, image_size: int) -> int:
     """
     macs = _stem_macs(image_size)
     size = _down(_down(image_size))  # after the stem conv and the max-pool
-    for p, inplanes, planes, stride, downsample in _blocks(config):
+    for p, inplanes, planes, stride, downsample in blocks(config):
         out_size = _down(size) if stride == 2 else size
         for i, (_, cin, cout, k, g) in enumerate(_convs(config, p, inplanes, planes), start=1):
             at = size if (config.block == "bottleneck" and i == 1) else out_size

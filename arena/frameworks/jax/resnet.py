@@ -1,0 +1,102 @@
+"""ResNet in JAX: torchvision's ResNet (v1.5) restated as pure functions of the official-named
+parameters, NCHW throughout.
+
+Follows torchvision `torchvision/models/resnet.py`: conv1 7x7/2 (no bias), bn1, ReLU, max-pool 3x3/2
+padded with -inf, layer1..layer4 of BasicBlock or Bottleneck (stride on the 3x3 conv, `groups` on the
+Bottleneck's 3x3, downsample = 1x1 conv + BN when the shape changes), global average pool, fc.
+BatchNorm (eps 1e-5) uses the running statistics for inference and latency and the batch's own mean and
+biased variance for training, as torch's eval and train modes do.
+
+Deviation: a training call does not update the BatchNorm running statistics (the parameters are
+immutable and the update is not an output), where a torch training call does. Losses and gradients are
+the same; only an inference run *after* training in the same process would differ, and the runner runs
+inference first.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from arena.families.resnet import Config, blocks
+from arena.frameworks.contract import BuildContext, Step
+from arena.frameworks.jax.common import Model, Params, build_model, forward_step, to_device, training_step
+from arena.frameworks.jax.layers import batch_norm, conv, cross_entropy, linear
+
+# Buffers of every BatchNorm: torch neither trains them nor reports a gradient for them.
+BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def build(config: Config, weights: dict[str, np.ndarray], ctx: BuildContext) -> Model:
+    return build_model(config, weights, ctx, frozen=BUFFERS)
+
+
+def max_pool(x: jax.Array) -> jax.Array:
+    """nn.MaxPool2d(3, stride=2, padding=1) on NCHW: the padding is -inf, so it never wins a window.
+    The init value is a Python constant: JAX recognises (max, -inf) as the max-pool reduction, which
+    it can differentiate, only when the value is concrete (not a traced jnp.array)."""
+    return jax.lax.reduce_window(
+        x, -jnp.inf, jax.lax.max,
+        window_dimensions=(1, 1, 3, 3), window_strides=(1, 1, 2, 2), padding=((0, 0), (0, 0), (1, 1), (1, 1)),
+    )  # fmt: skip
+
+
+def conv_bn(
+    p: Params, conv_name: str, bn_name: str, x: jax.Array, training: bool, stride: int = 1, padding: int = 0, groups: int = 1
+) -> jax.Array:
+    """A bias-free conv followed by its BatchNorm, the unit every torchvision ResNet layer is made of."""
+    return batch_norm(p, bn_name, conv(p, conv_name, x, stride, padding, groups), training)
+
+
+def basic_block(p: Params, prefix: str, x: jax.Array, stride: int, training: bool) -> jax.Array:
+    """BasicBlock: 3x3 (strided) -> BN -> ReLU -> 3x3 -> BN."""
+    out = jax.nn.relu(conv_bn(p, f"{prefix}.conv1", f"{prefix}.bn1", x, training, stride, padding=1))
+    return conv_bn(p, f"{prefix}.conv2", f"{prefix}.bn2", out, training, padding=1)
+
+
+def bottleneck(p: Params, prefix: str, x: jax.Array, stride: int, groups: int, training: bool) -> jax.Array:
+    """Bottleneck (v1.5): 1x1 -> BN -> ReLU -> 3x3 (strided, grouped) -> BN -> ReLU -> 1x1 -> BN."""
+    out = jax.nn.relu(conv_bn(p, f"{prefix}.conv1", f"{prefix}.bn1", x, training))
+    out = jax.nn.relu(conv_bn(p, f"{prefix}.conv2", f"{prefix}.bn2", out, training, stride, padding=1, groups=groups))
+    return conv_bn(p, f"{prefix}.conv3", f"{prefix}.bn3", out, training)
+
+
+def block(p: Params, config: Config, prefix: str, x: jax.Array, stride: int, downsample: bool, training: bool) -> jax.Array:
+    """relu(residual branch + shortcut); the shortcut is a strided 1x1 conv + BN where the shape changes."""
+    if config.block == "basic":
+        out = basic_block(p, prefix, x, stride, training)
+    else:
+        out = bottleneck(p, prefix, x, stride, config.groups, training)
+    shortcut = conv_bn(p, f"{prefix}.downsample.0", f"{prefix}.downsample.1", x, training, stride) if downsample else x
+    return jax.nn.relu(out + shortcut)
+
+
+def forward(p: Params, config: Config, images: jax.Array, training: bool) -> jax.Array:
+    """Logits [batch, num_classes] of images [batch, 3, H, W]."""
+    x = jax.nn.relu(conv_bn(p, "conv1", "bn1", images, training, stride=2, padding=3))  # [B, 64, H/2, W/2]
+    x = max_pool(x)  # [B, 64, H/4, W/4]
+    for prefix, _, _, stride, downsample in blocks(config):
+        x = block(p, config, prefix, x, stride, downsample, training)
+    x = jnp.mean(x, axis=(2, 3))  # AdaptiveAvgPool2d((1, 1)) + flatten: [B, num_features]
+    return linear(p, "fc", x)
+
+
+def inference(model: Model, inputs: dict[str, np.ndarray]) -> Step:
+    images = to_device(inputs, model.dtype)["images"]  # [batch, 3, H, W]
+    return forward_step(lambda p, images: {"logits": forward(p, model.config, images, training=False)}, model.params, images)
+
+
+def latency(model: Model, inputs: dict[str, np.ndarray]) -> Step:
+    """The inference computation at `latency_batch` images (ResNet has no cache to fill)."""
+    return inference(model, inputs)
+
+
+def training(model: Model, inputs: dict[str, np.ndarray]) -> Step:
+    """Mean cross-entropy on integer labels, train-mode BatchNorm (batch statistics)."""
+    tensors = to_device(inputs, model.dtype)
+
+    def loss(p: Params, images: jax.Array, labels: jax.Array) -> jax.Array:
+        return cross_entropy(forward(p, model.config, images, training=True), labels)
+
+    return training_step(model, loss, tensors["images"], tensors["labels"])
