@@ -278,3 +278,28 @@ def work_items(workloads: Workloads, workload: str) -> tuple[float, str]:
     if workload == "latency":
         return workloads.latency_batch, "chunks"
     return workloads.batch, "chunks"
+
+
+# ---- the time embedding in float32 pieces ---------------------------------------------------------
+# Frameworks without float64 (JAX without x64, MLX, most accelerators) evaluate lerobot's float64
+# sin(2 pi t / period) exactly in float32 pieces; these are the numpy halves of that computation.
+
+# float32 bits kept by `split_top_bits`: sign, exponent and the 11 leading stored mantissa bits, i.e. 12
+# significant bits, so the product of two such numbers (24 bits) is exact in float32.
+TOP_BITS = 0xFFFFF000
+
+
+def split_top_bits(a: np.ndarray) -> np.ndarray:
+    """The 12 leading significant bits of a (numpy, as float32)."""
+    return (a.astype(np.float32).view(np.uint32) & np.uint32(TOP_BITS)).view(np.float32)
+
+
+def time_cycle_parts(config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """1 / period of lerobot create_sinusoidal_pos_embedding (float64: the turns per unit of time of each
+    component) as c1 + c2 + c3 in float32: c1, c2 with 12 significant bits, c3 the rest (< 2^-23 c)."""
+    fraction = np.linspace(0.0, 1.0, config.hidden_size // 2, dtype=np.float64)
+    period = config.min_period * (config.max_period / config.min_period) ** fraction
+    cycles = 1.0 / period
+    c1 = split_top_bits(cycles)
+    c2 = split_top_bits(cycles - c1)
+    return c1, c2, (cycles - c1 - c2).astype(np.float32)

@@ -93,8 +93,8 @@ class ResNet(nn.Module):
         for prefix, inplanes, planes, stride, downsample in blocks(config):
             stage = prefix.partition(".")[0]  # "layer1.0" -> "layer1"
             stages[stage].append(BLOCKS[config.block](config, inplanes, planes, stride, downsample))
-        for name, blocks in stages.items():
-            setattr(self, name, blocks)  # lists give the official `layer1.0.` names
+        for name, stage_blocks in stages.items():
+            setattr(self, name, stage_blocks)  # lists give the official `layer1.0.` names
         self.fc = nn.Linear(config.num_features, config.num_classes)
 
     def __call__(self, images: mx.array) -> mx.array:
