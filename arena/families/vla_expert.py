@@ -296,7 +296,13 @@ def split_top_bits(a: np.ndarray) -> np.ndarray:
 
 def time_cycle_parts(config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """1 / period of lerobot create_sinusoidal_pos_embedding (float64: the turns per unit of time of each
-    component) as c1 + c2 + c3 in float32: c1, c2 with 12 significant bits, c3 the rest (< 2^-23 c)."""
+    component) as c1 + c2 + c3 in float32: c1, c2 with 12 significant bits, c3 the rest (< 2^-23 c).
+
+    A framework then computes lerobot's float64 sin(2 pi t / period) in float32 as follows: t = t1 + t2
+    (t1 its 12 leading bits), so c1 t1, c1 t2, c2 t1 and c2 t2 are exact float32 products; their whole
+    turns are dropped exactly (x - round(x)), and only the sum of the fractions (< 1 turn) and c3 t
+    round. The angle then lies in [-pi, pi], where float32 sin/cos are accurate to ~1e-7: within 4e-7 of
+    float64 over the full preset's frequencies, where a plain float32 product is off by up to 1.2e-4."""
     fraction = np.linspace(0.0, 1.0, config.hidden_size // 2, dtype=np.float64)
     period = config.min_period * (config.max_period / config.min_period) ** fraction
     cycles = 1.0 / period

@@ -57,13 +57,8 @@ def _turn_fraction(x: jax.Array) -> jax.Array:
 
 
 def time_embedding(time: jax.Array, config: Config) -> jax.Array:
-    """lerobot create_sinusoidal_pos_embedding: [B] float32 -> [B, hidden_size] float32, sin half then cos.
-
-    lerobot computes sin(2 pi t / period) in float64. Here t = t1 + t2 (t1 its 12 leading bits) and
-    1 / period = c1 + c2 + c3, so c1 t1, c1 t2, c2 t1 and c2 t2 are exact float32 products; their whole
-    turns are dropped exactly, and only the sum of the fractions (< 1 turn) and c3 t round. The angle
-    then lies in [-pi, pi], where float32 sin/cos are accurate to ~1e-7.
-    """
+    """lerobot create_sinusoidal_pos_embedding: [B] float32 -> [B, hidden_size] float32, sin half then
+    cos; lerobot's float64 angle evaluated exactly in float32 pieces (see `time_cycle_parts`)."""
     c1, c2, c3 = time_cycle_parts(config)
     t = time.astype(jnp.float32)[:, None]  # [B, 1]
     t1 = _top_bits(t)

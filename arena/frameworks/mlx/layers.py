@@ -28,6 +28,19 @@ def attention(q: mx.array, k: mx.array, v: mx.array, mask: mx.array | str | None
     return out.transpose(0, 2, 1, 3).reshape(b, tq, h * d)
 
 
+class LlamaMLP(nn.Module):
+    """transformers' LlamaMLP (SwiGLU, no biases): down_proj(silu(gate_proj(x)) * up_proj(x))."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.down_proj(nn.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
 def cross_entropy(logits: mx.array, labels: mx.array) -> mx.array:
     """Mean cross-entropy (F.cross_entropy), computed in float32."""
     return nn.losses.cross_entropy(logits.astype(mx.float32), labels, reduction="mean")

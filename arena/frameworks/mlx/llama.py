@@ -15,7 +15,7 @@ import numpy as np
 from arena.families.llama import Config
 from arena.frameworks.contract import BuildContext, Step
 from arena.frameworks.mlx.common import forward_step, load, to_device, training_step
-from arena.frameworks.mlx.layers import attention, cross_entropy, split_heads
+from arena.frameworks.mlx.layers import LlamaMLP, attention, cross_entropy, split_heads
 
 KV = tuple[mx.array, mx.array]  # keys, values [batch, kv_heads, positions, head_dim]
 
@@ -41,22 +41,11 @@ class Attention(nn.Module):
         return self.o_proj(attention(q, k, v, mask=mask)), (k, v)
 
 
-class MLP(nn.Module):
-    def __init__(self, c: Config):
-        super().__init__()
-        self.gate_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(c.intermediate_size, c.hidden_size, bias=False)
-
-    def __call__(self, x: mx.array) -> mx.array:
-        return self.down_proj(nn.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
 class DecoderLayer(nn.Module):
     def __init__(self, c: Config):
         super().__init__()
         self.self_attn = Attention(c)
-        self.mlp = MLP(c)
+        self.mlp = LlamaMLP(c.hidden_size, c.intermediate_size)
         self.input_layernorm = nn.RMSNorm(c.hidden_size, eps=c.rms_norm_eps)
         self.post_attention_layernorm = nn.RMSNorm(c.hidden_size, eps=c.rms_norm_eps)
 

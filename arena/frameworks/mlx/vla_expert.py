@@ -29,7 +29,7 @@ import numpy as np
 from arena.families.vla_expert import TOP_BITS, Config, time_cycle_parts
 from arena.frameworks.contract import BuildContext, Step
 from arena.frameworks.mlx.common import forward_step, load, to_device, training_step
-from arena.frameworks.mlx.layers import attention
+from arena.frameworks.mlx.layers import LlamaMLP, attention
 
 # --- lerobot's small functions -------------------------------------------------------------------
 
@@ -56,13 +56,8 @@ def _turn_fraction(x: mx.array) -> mx.array:
 
 
 def time_embedding(time: mx.array, config: Config) -> mx.array:
-    """lerobot create_sinusoidal_pos_embedding: [B] float32 -> [B, hidden_size] float32, sin half then cos.
-
-    lerobot computes sin(2 pi t / period) in float64. Here t = t1 + t2 (t1 its 12 leading bits) and
-    1 / period = c1 + c2 + c3, so c1 t1, c1 t2, c2 t1 and c2 t2 are exact float32 products; their whole
-    turns are dropped exactly, and only the sum of the fractions (< 1 turn) and c3 t round. The angle
-    then lies in [-pi, pi], where float32 sin/cos are accurate to ~1e-7.
-    """
+    """lerobot create_sinusoidal_pos_embedding: [B] float32 -> [B, hidden_size] float32, sin half then
+    cos; lerobot's float64 angle evaluated exactly in float32 pieces (see `time_cycle_parts`)."""
     c1, c2, c3 = (mx.array(c) for c in time_cycle_parts(config))
     t = time.astype(mx.float32)[:, None]  # [B, 1]
     t1 = _top_bits(t)
@@ -133,22 +128,11 @@ class CrossAttention(Attention):
         return self.o_proj(out)
 
 
-class MLP(nn.Module):
-    def __init__(self, c: Config):
-        super().__init__()
-        self.gate_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(c.intermediate_size, c.hidden_size, bias=False)
-
-    def __call__(self, x: mx.array) -> mx.array:
-        return self.down_proj(nn.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
 class DecoderLayer(nn.Module):
     def __init__(self, c: Config, i: int):
         super().__init__()
         self.self_attn = SelfAttention(c, c.hidden_size) if c.is_self_attn(i) else CrossAttention(c, c.vlm_kv_dim)
-        self.mlp = MLP(c)
+        self.mlp = LlamaMLP(c.hidden_size, c.intermediate_size)
         self.input_layernorm = nn.RMSNorm(c.hidden_size, eps=c.rms_norm_eps)
         self.post_attention_layernorm = nn.RMSNorm(c.hidden_size, eps=c.rms_norm_eps)
 
