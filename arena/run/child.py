@@ -150,7 +150,7 @@ def run_workload(impl, model, workload: str, inputs, job: CellJob, timing, devic
         first_ms, value = time_call(step)
         stats, problems = None, []
         if job.mode == "measure":
-            samples, value, problems = measure(step, timing)
+            samples, value, problems = measure(step, timing, first_ms)
             stats = summarize(samples)
     metrics = WorkloadMetrics(first_call_ms=first_ms, stats=stats, peak_rss_bytes=rss.peak,
                               peak_device_memory_bytes=device_memory(reset=False), problems=problems)

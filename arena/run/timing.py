@@ -20,21 +20,35 @@ def time_call(step: Step) -> tuple[float, Any]:
     return (time.perf_counter_ns() - start) / 1e6, value
 
 
-def measure(step: Step, timing: Timing) -> tuple[list[float], Any, list[str]]:
-    """Warm up, then time calls until both min_reps and min_seconds are met (capped by max_reps).
+def measure(step: Step, timing: Timing, first_call_ms: float) -> tuple[list[float], Any, list[str]]:
+    """Warm up, then time calls until both min_reps and min_seconds are met (capped by max_reps), within
+    the `max_seconds` budget: a call starts only if, as long as the last one, it ends within the budget
+    (the first timed call always runs).
 
     Returns the samples in ms, the last call's value and the problems the step's watch reported.
     `Step.run` synchronises with the device itself, so each sample is a complete call.
     """
+    started, last_s = time.perf_counter(), first_call_ms / 1e3
+
+    def affordable() -> bool:
+        return time.perf_counter() + last_s <= started + timing.max_seconds
+
     value = None
     for _ in range(timing.warmup):
+        if not affordable():
+            break
+        call_started = time.perf_counter()
         value = step.run()
+        last_s = time.perf_counter() - call_started
     problems = step.watch()
     samples: list[float] = []
-    started = time.perf_counter()
-    while len(samples) < timing.max_reps and (len(samples) < timing.min_reps or time.perf_counter() - started < timing.min_seconds):
+    timed_from = time.perf_counter()
+    while len(samples) < timing.max_reps and (len(samples) < timing.min_reps or time.perf_counter() - timed_from < timing.min_seconds):
+        if samples and not affordable():
+            break
         elapsed_ms, value = time_call(step)
         samples.append(elapsed_ms)
+        last_s = elapsed_ms / 1e3
     return samples, value, problems()
 
 
