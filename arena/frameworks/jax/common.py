@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from arena.frameworks.contract import DTYPE_NAMES, BuildContext, Step
-from arena.frameworks.layouts import grads_to_official, trainable_names
+from arena.frameworks.layouts import grads_to_official, kernels_to, to_channels_first, to_channels_last, trainable_names
 
 Params = dict[str, jax.Array]
 
@@ -37,19 +37,27 @@ def float_dtype(ctx: BuildContext) -> jnp.dtype:
     return jnp.dtype(DTYPE_NAMES[ctx.dtype])
 
 
-def to_device(arrays: Mapping[str, np.ndarray], dtype: jnp.dtype) -> dict[str, jax.Array]:
+def to_device(arrays: Mapping[str, np.ndarray], dtype: jnp.dtype, channels_last: Iterable[str] = ()) -> dict[str, jax.Array]:
     """numpy -> JAX on the default device (the cell's); floats take the cell's dtype, integers stay
-    integers (int32 unless x64 is on: token ids and labels fit)."""
-    return {name: jnp.asarray(a, dtype if a.dtype.kind == "f" else None) for name, a in arrays.items()}
+    integers (int32 unless x64 is on: token ids and labels fit). The inputs named in `channels_last`
+    (NCHW images, NCL frames) move to channels-last, the layout XLA computes convolutions in."""
+    channels_last = set(channels_last)
+    return {
+        name: jnp.asarray(to_channels_last(a) if name in channels_last else a, dtype if a.dtype.kind == "f" else None)
+        for name, a in arrays.items()
+    }
 
 
 def build_model(config: Any, weights: Mapping[str, np.ndarray], ctx: BuildContext, frozen: Iterable[str] = (), **extra: Any) -> Model:
-    params = to_device(weights, float_dtype(ctx))
+    """Parameters on the device under their official names; conv kernels spatial-first (HWIO), once,
+    here: XLA's CPU convolutions would otherwise copy every OIHW kernel into HWIO on every call."""
+    params = to_device(kernels_to(weights, "spatial_first"), float_dtype(ctx))
     return Model(config, params, ctx, trainable_names(weights, frozen), dict(extra))
 
 
-def to_numpy(array: jax.Array) -> np.ndarray:
-    return np.asarray(jax.device_get(array.astype(jnp.float32)))
+def to_numpy(array: jax.Array, channels_first: bool = False) -> np.ndarray:
+    a = np.asarray(jax.device_get(array.astype(jnp.float32)))
+    return to_channels_first(a) if channels_first else a
 
 
 def cache_watch(*jitted: Callable) -> Callable[[], Callable[[], list[str]]]:
@@ -70,14 +78,15 @@ def cache_watch(*jitted: Callable) -> Callable[[], Callable[[], list[str]]]:
     return watch
 
 
-def forward_step(fn: Callable[..., dict[str, jax.Array]], *args: Any) -> Step:
-    """An inference step: `fn` is jitted (or built from jitted pieces) and returns named outputs."""
-    jitted = fn if hasattr(fn, "_cache_size") else jax.jit(fn)
+def forward_step(fn: Callable[..., dict[str, jax.Array]], *args: Any, channels_first: Iterable[str] = ()) -> Step:
+    """An inference step: `fn` is jitted and returns named outputs; those named in `channels_first`
+    come back from channels-last."""
+    jitted, channels_first = jax.jit(fn), set(channels_first)
 
     def run() -> dict[str, jax.Array]:
         return jax.block_until_ready(jitted(*args))
 
-    return Step(run=run, fetch=lambda out: {k: to_numpy(v) for k, v in out.items()}, watch=cache_watch(jitted))
+    return Step(run=run, fetch=lambda out: {k: to_numpy(v, k in channels_first) for k, v in out.items()}, watch=cache_watch(jitted))
 
 
 def training_step(model: Model, loss_fn: Callable[..., jax.Array], *args: Any) -> Step:
@@ -92,6 +101,6 @@ def training_step(model: Model, loss_fn: Callable[..., jax.Array], *args: Any) -
 
     def fetch(value: tuple[jax.Array, Params]) -> dict[str, np.ndarray]:
         loss, grads = value
-        return {"loss": to_numpy(loss)} | grads_to_official({n: to_numpy(g) for n, g in grads.items()}, channels_last_kernels=False)
+        return {"loss": to_numpy(loss)} | grads_to_official({n: to_numpy(g) for n, g in grads.items()}, "spatial_first")
 
     return Step(run=run, fetch=fetch, watch=cache_watch(value_and_grad))

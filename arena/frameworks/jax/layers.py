@@ -1,8 +1,9 @@
 """The layers the JAX families share, as pure functions of a flat official-named parameter dict `p`.
 
-Layouts are PyTorch's: Linear weights [out, in], activations [..., features], images NCHW with OIHW
-kernels, sequences [batch, time, heads, head_dim] inside attention. Norms compute in float32 (at least)
-as the official modules do, then return the input dtype.
+Linear weights are PyTorch's [out, in] (XLA contracts either axis without a copy); convolutions are
+channels-last, XLA's own layout: activations NHWC / NLC and kernels HWIO / WIO, converted once at build
+by `arena.frameworks.layouts`. Inside attention: [batch, time, heads, head_dim]. Norms compute in
+float32 (at least) as the official modules do, then return the input dtype.
 """
 
 from __future__ import annotations
@@ -47,42 +48,40 @@ def layer_norm(p: Params, name: str, x: jax.Array, eps: float = 1e-5) -> jax.Arr
 
 
 def group_norm(p: Params, name: str, x: jax.Array, groups: int, eps: float) -> jax.Array:
-    """nn.GroupNorm on NCHW (biased variance over each group's channels and pixels)."""
-    n, c = x.shape[:2]
-    x32 = _upcast(x).reshape(n, groups, -1)
-    mean = jnp.mean(x32, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+    """nn.GroupNorm on channels-last x [N, ..., C] (biased variance over each group's channels and pixels)."""
+    n, c = x.shape[0], x.shape[-1]
+    x32 = _upcast(x).reshape(n, -1, groups, c // groups)
+    mean = jnp.mean(x32, axis=(1, 3), keepdims=True)
+    var = jnp.mean(jnp.square(x32 - mean), axis=(1, 3), keepdims=True)
     normed = ((x32 - mean) * jax.lax.rsqrt(var + eps)).reshape(x.shape).astype(x.dtype)
-    shape = (1, c) + (1,) * (x.ndim - 2)
-    return normed * p[f"{name}.weight"].reshape(shape) + p[f"{name}.bias"].reshape(shape)
+    return normed * p[f"{name}.weight"] + p[f"{name}.bias"]
 
 
 def batch_norm(p: Params, name: str, x: jax.Array, training: bool, eps: float = 1e-5) -> jax.Array:
-    """nn.BatchNorm2d on NCHW: running statistics in eval mode; in train mode the batch's own mean and
+    """nn.BatchNorm2d on NHWC: running statistics in eval mode; in train mode the batch's own mean and
     biased variance (what F.batch_norm normalises with; the running-stat update is not an output)."""
-    shape = (1, -1, 1, 1)
     if training:
         x32 = _upcast(x)
-        mean = jnp.mean(x32, axis=(0, 2, 3))
-        var = jnp.mean(jnp.square(x32 - mean.reshape(shape)), axis=(0, 2, 3))
+        mean = jnp.mean(x32, axis=(0, 1, 2))
+        var = jnp.mean(jnp.square(x32 - mean), axis=(0, 1, 2))
     else:
         mean, var = p[f"{name}.running_mean"], p[f"{name}.running_var"]
     scale = p[f"{name}.weight"] * jax.lax.rsqrt(var + eps)
     shift = p[f"{name}.bias"] - mean * scale
-    return (x * scale.reshape(shape).astype(x.dtype) + shift.reshape(shape).astype(x.dtype)).astype(x.dtype)
+    return x * scale.astype(x.dtype) + shift.astype(x.dtype)
 
 
 def conv(p: Params, name: str, x: jax.Array, stride: int = 1, padding: int = 0, groups: int = 1) -> jax.Array:
-    """nn.Conv1d / nn.Conv2d in PyTorch layout (NCL/NCHW input, [out, in/groups, *k] kernel)."""
+    """nn.Conv1d / nn.Conv2d, channels-last: x NLC / NHWC, kernel WIO / HWIO ([*k, in/groups, out])."""
     kernel = p[f"{name}.weight"]
     spatial = kernel.ndim - 2
-    dims = ("NCH", "OIH", "NCH") if spatial == 1 else ("NCHW", "OIHW", "NCHW")
+    dims = ("NWC", "WIO", "NWC") if spatial == 1 else ("NHWC", "HWIO", "NHWC")
     y = jax.lax.conv_general_dilated(
         x, kernel, window_strides=(stride,) * spatial, padding=[(padding, padding)] * spatial,
         dimension_numbers=dims, feature_group_count=groups,
     )  # fmt: skip
     bias = p.get(f"{name}.bias")
-    return y if bias is None else y + bias.reshape((1, -1) + (1,) * spatial)
+    return y if bias is None else y + bias
 
 
 def gelu(x: jax.Array) -> jax.Array:

@@ -1,5 +1,5 @@
 """ResNet in JAX: torchvision's ResNet (v1.5) restated as pure functions of the official-named
-parameters, NCHW throughout.
+parameters, channels-last (NHWC activations, HWIO kernels: XLA's layout).
 
 Follows torchvision `torchvision/models/resnet.py`: conv1 7x7/2 (no bias), bn1, ReLU, max-pool 3x3/2
 padded with -inf, layer1..layer4 of BasicBlock or Bottleneck (stride on the 3x3 conv, `groups` on the
@@ -33,12 +33,12 @@ def build(config: Config, weights: dict[str, np.ndarray], ctx: BuildContext) -> 
 
 
 def max_pool(x: jax.Array) -> jax.Array:
-    """nn.MaxPool2d(3, stride=2, padding=1) on NCHW: the padding is -inf, so it never wins a window.
+    """nn.MaxPool2d(3, stride=2, padding=1) on NHWC: the padding is -inf, so it never wins a window.
     The init value is a Python constant: JAX recognises (max, -inf) as the max-pool reduction, which
     it can differentiate, only when the value is concrete (not a traced jnp.array)."""
     return jax.lax.reduce_window(
         x, -jnp.inf, jax.lax.max,
-        window_dimensions=(1, 1, 3, 3), window_strides=(1, 1, 2, 2), padding=((0, 0), (0, 0), (1, 1), (1, 1)),
+        window_dimensions=(1, 3, 3, 1), window_strides=(1, 2, 2, 1), padding=((0, 0), (1, 1), (1, 1), (0, 0)),
     )  # fmt: skip
 
 
@@ -73,17 +73,17 @@ def block(p: Params, config: Config, prefix: str, x: jax.Array, stride: int, dow
 
 
 def forward(p: Params, config: Config, images: jax.Array, training: bool) -> jax.Array:
-    """Logits [batch, num_classes] of images [batch, 3, H, W]."""
-    x = jax.nn.relu(conv_bn(p, "conv1", "bn1", images, training, stride=2, padding=3))  # [B, 64, H/2, W/2]
-    x = max_pool(x)  # [B, 64, H/4, W/4]
+    """Logits [batch, num_classes] of images [batch, H, W, 3]."""
+    x = jax.nn.relu(conv_bn(p, "conv1", "bn1", images, training, stride=2, padding=3))  # [B, H/2, W/2, 64]
+    x = max_pool(x)  # [B, H/4, W/4, 64]
     for prefix, _, _, stride, downsample in blocks(config):
         x = block(p, config, prefix, x, stride, downsample, training)
-    x = jnp.mean(x, axis=(2, 3))  # AdaptiveAvgPool2d((1, 1)) + flatten: [B, num_features]
+    x = jnp.mean(x, axis=(1, 2))  # AdaptiveAvgPool2d((1, 1)) + flatten: [B, num_features]
     return linear(p, "fc", x)
 
 
 def inference(model: Model, inputs: dict[str, np.ndarray]) -> Step:
-    images = to_device(inputs, model.dtype)["images"]  # [batch, 3, H, W]
+    images = to_device(inputs, model.dtype, channels_last=["images"])["images"]  # [batch, H, W, 3]
     return forward_step(lambda p, images: {"logits": forward(p, model.config, images, training=False)}, model.params, images)
 
 
@@ -94,7 +94,7 @@ def latency(model: Model, inputs: dict[str, np.ndarray]) -> Step:
 
 def training(model: Model, inputs: dict[str, np.ndarray]) -> Step:
     """Mean cross-entropy on integer labels, train-mode BatchNorm (batch statistics)."""
-    tensors = to_device(inputs, model.dtype)
+    tensors = to_device(inputs, model.dtype, channels_last=["images"])
 
     def loss(p: Params, images: jax.Array, labels: jax.Array) -> jax.Array:
         return cross_entropy(forward(p, model.config, images, training=True), labels)

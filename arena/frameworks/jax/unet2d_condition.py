@@ -1,4 +1,5 @@
-"""SD UNet in JAX: pure functions over the flat diffusers-named parameter dict, NCHW / OIHW throughout.
+"""SD UNet in JAX: pure functions over the flat diffusers-named parameter dict, channels-last (NHWC
+activations, HWIO kernels: XLA's own layout, so no kernel is copied on a call).
 
 Official implementation: diffusers UNet2DConditionModel with its down/mid/up blocks, ResnetBlock2D,
 Transformer2DModel (BasicTransformerBlock, GEGLU) and timestep embedding (the source files are listed
@@ -49,7 +50,7 @@ def time_embedding(p: Params, t_emb: jax.Array) -> jax.Array:
 def resnet(p: Params, name: str, x: jax.Array, temb_act: jax.Array, cfg: Config, scale: float = 1.0) -> jax.Array:
     """ResnetBlock2D (time_embedding_norm "default"); `temb_act` is SiLU(temb) [B, T]."""
     h = layers.conv(p, f"{name}.conv1", jax.nn.silu(layers.group_norm(p, f"{name}.norm1", x, cfg.norm_num_groups, cfg.norm_eps)), padding=1)
-    h = h + layers.linear(p, f"{name}.time_emb_proj", temb_act)[:, :, None, None]
+    h = h + layers.linear(p, f"{name}.time_emb_proj", temb_act)[:, None, None, :]
     h = layers.conv(p, f"{name}.conv2", jax.nn.silu(layers.group_norm(p, f"{name}.norm2", h, cfg.norm_num_groups, cfg.norm_eps)), padding=1)
     shortcut = layers.conv(p, f"{name}.conv_shortcut", x) if f"{name}.conv_shortcut.weight" in p else x
     return (shortcut + h) / scale
@@ -90,32 +91,32 @@ def transformer_block(p: Params, name: str, x: jax.Array, context: jax.Array, he
 def transformer(p: Params, name: str, x: jax.Array, context: jax.Array, heads: int, cfg: Config) -> jax.Array:
     """Transformer2DModel (continuous input, one block): GroupNorm -> proj_in -> block -> proj_out, + x.
     proj_in/out are 1x1 convs (SD 1.x) or Linear on the flattened pixels (use_linear_projection)."""
-    b, c, hgt, wdt = x.shape
+    b, hgt, wdt, c = x.shape
     h = layers.group_norm(p, f"{name}.norm", x, cfg.norm_num_groups, TRANSFORMER_GROUP_NORM_EPS)
     if not cfg.use_linear_projection:
         h = layers.conv(p, f"{name}.proj_in", h)
-    h = h.transpose(0, 2, 3, 1).reshape(b, hgt * wdt, c)  # (B, HW, C), pixels in row-major order
+    h = h.reshape(b, hgt * wdt, c)  # (B, HW, C): diffusers' permute(0, 2, 3, 1) pixel order
     if cfg.use_linear_projection:
         h = layers.linear(p, f"{name}.proj_in", h)
     h = transformer_block(p, f"{name}.transformer_blocks.0", h, context, heads)
     if cfg.use_linear_projection:
         h = layers.linear(p, f"{name}.proj_out", h)
-    h = h.reshape(b, hgt, wdt, c).transpose(0, 3, 1, 2)  # (B, C, H, W)
+    h = h.reshape(b, hgt, wdt, c)
     if not cfg.use_linear_projection:
         h = layers.conv(p, f"{name}.proj_out", h)
     return h + x
 
 
 def upsample_nearest2x(x: jax.Array) -> jax.Array:
-    """F.interpolate(scale_factor=2, mode="nearest") on NCHW."""
-    return jnp.repeat(jnp.repeat(x, 2, axis=2), 2, axis=3)
+    """F.interpolate(scale_factor=2, mode="nearest") on NHWC."""
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
 # ---- the model -----------------------------------------------------------------------------------
 
 
 def forward(p: Params, cfg: Config, sample: jax.Array, timestep: jax.Array, context: jax.Array) -> jax.Array:
-    """UNet2DConditionModel.forward: sample [B, Cin, H, W], timestep [B] int, context [B, M, D] -> [B, Cout, H, W]."""
+    """UNet2DConditionModel.forward: sample [B, H, W, Cin], timestep [B] int, context [B, M, D] -> [B, H, W, Cout]."""
     n = cfg.num_levels
     if cfg.center_input_sample:
         sample = 2 * sample - 1.0
@@ -140,7 +141,7 @@ def forward(p: Params, cfg: Config, sample: jax.Array, timestep: jax.Array, cont
 
     for i, kind in enumerate(cfg.up_block_types):
         for j in range(cfg.layers_per_block + 1):
-            x = jnp.concatenate([x, skips.pop()], axis=1)  # skips are consumed last-in, first-out
+            x = jnp.concatenate([x, skips.pop()], axis=-1)  # skips are consumed last-in, first-out
             x = resnet(p, f"up_blocks.{i}.resnets.{j}", x, temb_act, cfg)
             if kind == "CrossAttnUpBlock2D":
                 x = transformer(p, f"up_blocks.{i}.attentions.{j}", x, context, cfg.heads(n - 1 - i), cfg)
@@ -160,9 +161,9 @@ def build(config: Config, weights: dict[str, np.ndarray], ctx: BuildContext) -> 
 
 def inference(model: Model, inputs: dict[str, np.ndarray]) -> Step:
     """The config is closed over (static), so every Python branch in `forward` is resolved at trace time."""
-    x = to_device(inputs, model.dtype)
+    x = to_device(inputs, model.dtype, channels_last=["sample"])
     args = (model.params, x["sample"], x["timestep"], x["encoder_hidden_states"])
-    return forward_step(lambda p, s, t, c: {"sample": forward(p, model.config, s, t, c)}, *args)
+    return forward_step(lambda p, s, t, c: {"sample": forward(p, model.config, s, t, c)}, *args, channels_first=["sample"])
 
 
 def latency(model: Model, inputs: dict[str, np.ndarray]) -> Step:
@@ -173,7 +174,7 @@ def latency(model: Model, inputs: dict[str, np.ndarray]) -> Step:
 def training(model: Model, inputs: dict[str, np.ndarray]) -> Step:
     """Noise-prediction MSE, mean over every element, taken in float32 (as diffusers' training script
     does in half precision)."""
-    x = to_device(inputs, model.dtype)
+    x = to_device(inputs, model.dtype, channels_last=["sample", "noise"])
     cfg = model.config
 
     def loss_fn(params: Params, sample: jax.Array, timestep: jax.Array, context: jax.Array, noise: jax.Array) -> jax.Array:

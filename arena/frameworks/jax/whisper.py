@@ -60,10 +60,10 @@ def encoder_layer(p: Params, prefix: str, x: jax.Array, heads: int) -> jax.Array
 
 
 def encode(p: Params, config: Config, mel: jax.Array) -> jax.Array:
-    """WhisperEncoder: mel [B, mel_bins, 2 * S] -> [B, S, d_model] after the final LayerNorm."""
-    x = gelu(conv(p, "model.encoder.conv1", mel, padding=1))  # [B, d, 2S]
-    x = gelu(conv(p, "model.encoder.conv2", x, stride=2, padding=1))  # [B, d, S]
-    x = x.transpose(0, 2, 1) + p[ENCODER_POSITIONS]  # [B, S, d]
+    """WhisperEncoder: mel [B, 2 * S, mel_bins] (channels-last) -> [B, S, d_model] after the final LayerNorm."""
+    x = gelu(conv(p, "model.encoder.conv1", mel, padding=1))  # [B, 2S, d]
+    x = gelu(conv(p, "model.encoder.conv2", x, stride=2, padding=1))  # [B, S, d]
+    x = x + p[ENCODER_POSITIONS]
     for i in range(config.encoder_layers):
         x = encoder_layer(p, f"model.encoder.layers.{i}", x, config.encoder_attention_heads)
     return layer_norm(p, "model.encoder.layer_norm", x)
@@ -111,7 +111,7 @@ def forward(p: Params, config: Config, mel: jax.Array, ids: jax.Array) -> dict[s
 
 
 def inference(model: Model, inputs: dict[str, np.ndarray]) -> Step:
-    tensors = to_device(inputs, model.dtype)
+    tensors = to_device(inputs, model.dtype, channels_last=["input_features"])
     return forward_step(
         lambda p, mel, ids: forward(p, model.config, mel, ids),
         model.params, tensors["input_features"], tensors["decoder_input_ids"],
@@ -122,7 +122,7 @@ def latency(model: Model, inputs: dict[str, np.ndarray]) -> Step:
     """One decoder step after the prefix. The encoder output's cross-attention K/V and the prefix's
     self-attention cache are computed once (untimed); every timed call decodes the next token at
     position decoder_len against those same arrays (immutable, so nothing to crop)."""
-    config, tensors = model.config, to_device(inputs, model.dtype)
+    config, tensors = model.config, to_device(inputs, model.dtype, channels_last=["input_features"])
     prefix_len = tensors["decoder_input_ids"].shape[1]
 
     @jax.jit
@@ -141,7 +141,7 @@ def latency(model: Model, inputs: dict[str, np.ndarray]) -> Step:
 def training(model: Model, inputs: dict[str, np.ndarray]) -> Step:
     """Mean CE of the decoder logits against `labels` (already shifted once by the family), backward
     through decoder and encoder; the sinusoid table is frozen."""
-    tensors = to_device(inputs, model.dtype)
+    tensors = to_device(inputs, model.dtype, channels_last=["input_features"])
 
     def loss(p: Params, mel: jax.Array, ids: jax.Array, labels: jax.Array) -> jax.Array:
         return cross_entropy(forward(p, model.config, mel, ids)["logits"], labels)

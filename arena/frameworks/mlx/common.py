@@ -14,7 +14,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from arena.frameworks.contract import DTYPE_NAMES, BuildContext, Step
-from arena.frameworks.layouts import grads_to_official, kernels_to_channels_last, to_channels_first, to_channels_last
+from arena.frameworks.layouts import grads_to_official, kernels_to, to_channels_first, to_channels_last
 
 
 def float_dtype(ctx: BuildContext) -> mx.Dtype:
@@ -26,7 +26,7 @@ def load(module: nn.Module, weights: Mapping[str, np.ndarray], ctx: BuildContext
     channels-last, floats in the cell's dtype. `skip` names suffixes MLX has no tensor for (BatchNorm's
     num_batches_tracked counter). The module is left in eval mode with its parameters evaluated."""
     skip, dtype = tuple(skip), float_dtype(ctx)
-    kept = kernels_to_channels_last({n: w for n, w in weights.items() if not (skip and n.endswith(skip))})
+    kept = kernels_to({n: w for n, w in weights.items() if not (skip and n.endswith(skip))}, "channels_last")
     module.load_weights([(n, mx.array(w, dtype) if w.dtype.kind == "f" else mx.array(w)) for n, w in kept.items()], strict=True)
     module.eval()
     mx.eval(module.parameters())
@@ -83,6 +83,6 @@ def training_step(module: nn.Module, loss_fn: Callable[..., mx.array], *args: An
     def fetch(value: tuple[mx.array, dict]) -> dict[str, np.ndarray]:
         loss, grads = value
         named = {n: to_numpy(g) for n, g in tree_flatten(grads)}
-        return {"loss": to_numpy(loss)} | grads_to_official(named, channels_last_kernels=True)
+        return {"loss": to_numpy(loss)} | grads_to_official(named, "channels_last")
 
     return Step(run=run, fetch=fetch)
