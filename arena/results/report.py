@@ -14,7 +14,7 @@ BASELINE = "torch"  # ratios are to PyTorch eager on the same device and dtype
 def print_summary(results: list[Result], out=print) -> None:
     key = lambda r: (r.model, r.preset)  # noqa: E731
     for (model, preset), group in groupby(sorted(results, key=key), key=key):
-        group = list(group)
+        group = sorted(group, key=lambda r: (r.framework != BASELINE, r.framework, r.device, r.dtype))
         baselines = {(r.device, r.dtype): r for r in group if r.framework == BASELINE}
         rows = [_row(r, baselines.get((r.device, r.dtype))) for r in group]
         widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(COLUMNS)]
