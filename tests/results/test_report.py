@@ -1,0 +1,34 @@
+"""The terminal summary: one table per model, the torch baseline first, each cell's time relative to it."""
+
+from __future__ import annotations
+
+from arena.results.report import print_summary, ratio_to
+from arena.results.schema import Result
+from arena.results.stats import summarize
+from arena.run.system import describe
+
+
+def result(framework: str, inference_ms: list[float], latency_ms: list[float] | None = None) -> Result:
+    metrics = {"inference": {"stats": summarize(inference_ms).model_dump()}}
+    if latency_ms:
+        metrics["latency"] = {"stats": summarize(latency_ms).model_dump()}
+    return Result.model_validate({
+        "run_id": "r1", "created": "2026-11-28T00:00:00+00:00", "model": "m", "family": "llama", "preset": "tiny",
+        "framework": framework, "device": "cpu", "dtype": "fp32", "threads": 2, "status": "ok", "spec_hash": "abc",
+        "system": describe().model_dump(), "metrics": metrics,
+    })
+
+
+def test_ratio_to_the_baseline_median():
+    torch, jax = result("torch", [10.0, 20.0, 30.0], [4.0]), result("jax", [40.0, 40.0, 41.0])
+    assert ratio_to(jax, torch, "inference") == 2.0
+    assert ratio_to(jax, torch, "latency") is None, "no median on one side: no ratio"
+    assert ratio_to(jax, None, "inference") is None
+
+
+def test_summary_puts_torch_first_and_shows_ratios():
+    lines: list[str] = []
+    print_summary([result("mlx", [60.0]), result("torch", [20.0]), result("jax", [10.0])], out=lines.append)
+    rows = [line.split() for line in lines[3:6]]
+    assert [row[0] for row in rows] == ["torch", "jax", "mlx"]
+    assert "0.50" in lines[4] and "3.00" in lines[5]
