@@ -37,9 +37,8 @@ def measure(step: Step, timing: Timing, first_call_ms: float) -> tuple[list[floa
     for _ in range(timing.warmup):
         if not affordable():
             break
-        call_started = time.perf_counter()
-        value = step.run()
-        last_s = time.perf_counter() - call_started
+        elapsed_ms, value = time_call(step)
+        last_s = elapsed_ms / 1e3
     problems = step.watch()
     samples: list[float] = []
     timed_from = time.perf_counter()

@@ -4,7 +4,7 @@ when the device is done, and the training step with gradients under the official
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -26,7 +26,6 @@ class Model:
     params: Params
     ctx: BuildContext
     trainable: list[str]
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dtype(self) -> jnp.dtype:
@@ -48,11 +47,11 @@ def to_device(arrays: Mapping[str, np.ndarray], dtype: jnp.dtype, channels_last:
     }
 
 
-def build_model(config: Any, weights: Mapping[str, np.ndarray], ctx: BuildContext, frozen: Iterable[str] = (), **extra: Any) -> Model:
+def build_model(config: Any, weights: Mapping[str, np.ndarray], ctx: BuildContext, frozen: Iterable[str] = ()) -> Model:
     """Parameters on the device under their official names; conv kernels spatial-first (HWIO), once,
     here: XLA's CPU convolutions would otherwise copy every OIHW kernel into HWIO on every call."""
     params = to_device(kernels_to(weights, "spatial_first"), float_dtype(ctx))
-    return Model(config, params, ctx, trainable_names(weights, frozen), dict(extra))
+    return Model(config, params, ctx, trainable_names(weights, frozen))
 
 
 def to_numpy(array: jax.Array, channels_first: bool = False) -> np.ndarray:

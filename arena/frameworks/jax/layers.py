@@ -23,6 +23,12 @@ def linear(p: Params, name: str, x: jax.Array) -> jax.Array:
     return y if bias is None else y + bias
 
 
+def llama_mlp(p: Params, name: str, x: jax.Array) -> jax.Array:
+    """transformers' LlamaMLP `name` (no biases): down_proj(silu(gate_proj(x)) * up_proj(x))."""
+    gated = jax.nn.silu(linear(p, f"{name}.gate_proj", x)) * linear(p, f"{name}.up_proj", x)
+    return linear(p, f"{name}.down_proj", gated)
+
+
 def embedding(table: jax.Array, ids: jax.Array) -> jax.Array:
     return jnp.take(table, ids, axis=0)
 

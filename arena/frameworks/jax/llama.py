@@ -18,7 +18,7 @@ import numpy as np
 from arena.families.llama import Config
 from arena.frameworks.contract import BuildContext, Step
 from arena.frameworks.jax.common import Model, Params, build_model, forward_step, to_device, training_step
-from arena.frameworks.jax.layers import apply_rope, attention, cross_entropy, embedding, linear, rms_norm, rope_cos_sin
+from arena.frameworks.jax.layers import apply_rope, attention, cross_entropy, embedding, linear, rms_norm, rope_cos_sin, llama_mlp
 
 KVCache = list[tuple[jax.Array, jax.Array]]  # per layer: keys, values [batch, positions, kv_heads, head_dim]
 
@@ -38,8 +38,7 @@ def decoder_layer(p: Params, i: int, config: Config, x: jax.Array, cos: jax.Arra
         k, v = jnp.concatenate([past[0], k], axis=1), jnp.concatenate([past[1], v], axis=1)
     x = x + linear(p, f"{prefix}.self_attn.o_proj", attention(q, k, v, causal=True))
     h = rms_norm(x, p[f"{prefix}.post_attention_layernorm.weight"], config.rms_norm_eps)
-    mlp = jax.nn.silu(linear(p, f"{prefix}.mlp.gate_proj", h)) * linear(p, f"{prefix}.mlp.up_proj", h)
-    return x + linear(p, f"{prefix}.mlp.down_proj", mlp), (k, v)
+    return x + llama_mlp(p, f"{prefix}.mlp", h), (k, v)
 
 
 def forward(p: Params, config: Config, ids: jax.Array, start: int | jax.Array = 0, cache: KVCache | None = None) -> tuple[jax.Array, KVCache]:

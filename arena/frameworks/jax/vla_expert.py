@@ -28,7 +28,7 @@ import numpy as np
 from arena.families.vla_expert import EXPERT, TOP_BITS, Config, time_cycle_parts
 from arena.frameworks.contract import BuildContext, Step
 from arena.frameworks.jax.common import Model, Params, build_model, forward_step, to_device, training_step
-from arena.frameworks.jax.layers import attention, linear, rms_norm
+from arena.frameworks.jax.layers import attention, linear, rms_norm, llama_mlp
 
 # --- lerobot's small functions -------------------------------------------------------------------
 
@@ -123,8 +123,7 @@ def expert(p: Params, c: Config, x: jax.Array, prefix_keys: jax.Array, prefix_va
             out = cross_attention(p, f"{name}.self_attn", c, h, prefix_keys[i], prefix_values[i], mask, cross_positions)
         x = linear(p, f"{name}.self_attn.o_proj", out) + x
         h = rms_norm(x, p[f"{name}.post_attention_layernorm.weight"], c.rms_norm_eps)
-        mlp = jax.nn.silu(linear(p, f"{name}.mlp.gate_proj", h)) * linear(p, f"{name}.mlp.up_proj", h)
-        x = linear(p, f"{name}.mlp.down_proj", mlp) + x
+        x = llama_mlp(p, f"{name}.mlp", h) + x
     return rms_norm(x, p[f"{EXPERT}.norm.weight"], c.rms_norm_eps)
 
 
