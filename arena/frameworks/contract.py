@@ -5,7 +5,8 @@ An adapter package `arena/frameworks/<fw>/__init__.py` declares:
     DISTRIBUTION: str                 the pip distribution whose version identifies the framework
     INSTALL_HINT: str                 what to install when it is missing
     VARIANTS: dict[str, str]          variant -> what it changes ("" is the plain framework)
-    UNSUPPORTED: dict[str, str]       "family" or "family/workload" -> why it cannot run (never faked)
+    UNSUPPORTED: dict[str, str]       "family", "family/workload" or "*/workload" -> why it cannot run
+                                      (never faked); "<variant>:<key>" applies to one variant only
     probe(ctx: BuildContext) -> Probe imports the framework for real and says whether the device works
     process_env(ctx) -> dict          (optional) environment to set before the framework is imported
     peak_device_memory(ctx, reset) -> int | None
@@ -18,6 +19,12 @@ and one module per family, `arena/frameworks/<fw>/<family>.py`, with the same fo
     inference(model, inputs) -> Step
     latency(model, inputs) -> Step
     training(model, inputs) -> Step
+
+A runtime that compiles static-shape artifacts ahead of time (ONNX export, a llama.cpp context sized
+to the prompt) declares a fourth parameter, `build(config, weights, ctx, inputs)`: it then receives
+the exact inputs of every workload it will run ({workload: {name: array}}), the same arrays its steps
+get later. Such a model may carry `conversion` (`arena.results.schema.Conversion`), recorded under
+prepare; `arena/frameworks/conversion.py` caches conversions in `ctx.convert_dir`.
 
 Creating a Step does the untimed set-up (moving inputs to the device, filling a KV cache); `Step.run`
 is one timed iteration and must return only when the device has finished (the framework's own sync);
@@ -32,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 # A cell's dtype -> the array dtype name every framework understands (torch, numpy/ml_dtypes, jnp, mx).
@@ -48,6 +55,7 @@ class BuildContext(BaseModel):
     dtype: str
     threads: int
     variant: str = ""
+    convert_dir: str = Field("", description="cache folder for artifacts converted from this preset's weights (keyed by spec and weights hash)")
 
 
 class Probe(BaseModel):
@@ -69,3 +77,14 @@ class Step:
     # what went wrong in between (a recompilation inside the timed region, say). Each problem is
     # recorded in the result and makes the cell's timing invalid.
     watch: Callable[[], Callable[[], list[str]]] = field(default=lambda: lambda: [])
+
+
+def unsupported_reason(unsupported: dict[str, str], family: str, workload: str | None = None, variant: str = "") -> str:
+    """Why an adapter declares a family (workload None) or one of its workloads unsupported, for all
+    variants or for this one; "" if it does not."""
+    keys = [family] if workload is None else [f"{family}/{workload}", f"*/{workload}"]
+    for key in keys:
+        reason = unsupported.get(key) or (variant and unsupported.get(f"{variant}:{key}"))
+        if reason:
+            return reason
+    return ""

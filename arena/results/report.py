@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from itertools import groupby
 
-from arena.results.schema import Result, WorkloadMetrics
+from arena.results.schema import Conversion, Result, WorkloadMetrics
 
-COLUMNS = ("framework", "device", "status", "prepare", "inference", "latency", "training", "GFLOP/s", "peak mem", "× torch", "verdict")
+COLUMNS = ("framework", "device", "status", "convert", "prepare", "inference", "latency", "training", "GFLOP/s", "peak mem", "× torch", "verdict")
 WORKLOADS = ("inference", "latency", "training")
 BASELINE = "torch"  # ratios are to PyTorch eager on the same device and dtype
 
@@ -36,6 +36,7 @@ def _row(r: Result, baseline: Result | None) -> list[str]:
         r.framework,
         r.device,
         r.status,
+        _conversion(m.prepare.conversion if m.prepare else None),
         _ms(m.prepare.total_ms) if m.prepare else "—",
         _workload(m.inference),
         _workload(m.latency),
@@ -43,7 +44,7 @@ def _row(r: Result, baseline: Result | None) -> list[str]:
         f"{gflops:.1f}" if gflops else "—",
         _peak_memory(m),
         _ratios(r, baseline),
-        r.correctness.verdict,
+        r.correctness.verdict + (" (own output tol.)" if r.correctness.tolerance_note else ""),
     ]
 
 
@@ -61,6 +62,11 @@ def _ratios(r: Result, baseline: Result | None) -> str:
         return "—"
     ratios = [ratio_to(r, baseline, w) for w in WORKLOADS]
     return " / ".join(f"{x:.2f}" if x is not None else "—" for x in ratios)
+
+
+def _conversion(c: Conversion | None) -> str:
+    """The one-off conversion a deployment runtime needs (ONNX export, GGUF writing), apart from prepare."""
+    return "—" if c is None else _ms(c.ms) + (" (cached)" if c.cached else "")
 
 
 def _workload(w: WorkloadMetrics | None) -> str:

@@ -51,11 +51,24 @@ class WorkloadMetrics(Model):
     problems: list[str] = Field(default_factory=list, description="timing-validity problems (e.g. recompilation)")
 
 
+class Conversion(Model):
+    """What a runtime fed by a conversion (ONNX export, GGUF writing) needed before it could load: the
+    tool and its versions, how long the conversion took when it was made, and whether this cell reused
+    a cached one. Never part of build_ms / total_ms, so those compare between a cold and a cached run."""
+
+    tool: str
+    ms: float = Field(description="wall time of the conversion when it was made")
+    cached: bool = Field(description="reused from the conversion cache (spec hash + weights hash + tool versions)")
+    bytes: int = Field(description="size of the converted files")
+    files: list[str] = Field(default_factory=list)
+
+
 class Prepare(Model):
     """Cold start: load the weights file, build the model, first inference call (compilation included)."""
 
     load_ms: float
-    build_ms: float
+    build_ms: float = Field(description="building the model (sessions, contexts, compilation); a conversion is not included, see `conversion`")
+    conversion: Conversion | None = None
     first_call_ms: float | None = None
     total_ms: float
 
@@ -79,6 +92,7 @@ class Correctness(Model):
     verdict: Verdict = "n/a"
     reason: str = ""
     reference: str = Field("", description="which reference artifact this was compared with")
+    tolerance_note: str = Field("", description="why this framework is judged by its own declared output tolerance (empty: the spec's)")
     checks: list[Check] = Field(default_factory=list)
 
 

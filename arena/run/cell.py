@@ -47,4 +47,5 @@ class CellJob(BaseModel):
     weights_source: str
     result_path: str
     artifact_path: str
+    convert_dir: str = ""  # where framework conversions of this preset's weights are cached
     system: System

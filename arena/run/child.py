@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import importlib.metadata
+import inspect
 import os
 import sys
 import time
@@ -24,7 +25,7 @@ from arena.errors import ArenaError
 from arena.families import load_family
 from arena.families.base import WORKLOADS, rng_for
 from arena.frameworks import load_adapter
-from arena.frameworks.contract import BuildContext
+from arena.frameworks.contract import BuildContext, unsupported_reason
 from arena.results.compare import fingerprint
 from arena.results.schema import Metrics, Prepare, Result, WorkloadMetrics
 from arena.results.stats import summarize
@@ -71,10 +72,10 @@ def run_cell(job: CellJob, result: Result) -> None:
     adapter, variant = load_adapter(cell.framework)
     result.framework_distribution = adapter.DISTRIBUTION
     result.distribution_version = installed_version(adapter.DISTRIBUTION)
-    if spec.family in adapter.UNSUPPORTED:
-        result.status, result.reason = "unsupported", adapter.UNSUPPORTED[spec.family]
+    if unsupported_reason(adapter.UNSUPPORTED, spec.family, variant=variant):
+        result.status, result.reason = "unsupported", unsupported_reason(adapter.UNSUPPORTED, spec.family, variant=variant)
         return
-    ctx = BuildContext(device=cell.device, dtype=cell.dtype, threads=job.threads, variant=variant)
+    ctx = BuildContext(device=cell.device, dtype=cell.dtype, threads=job.threads, variant=variant, convert_dir=job.convert_dir)
     # Environment a framework reads at import (thread pools, compile caches): set before probe imports it.
     os.environ.update(getattr(adapter, "process_env", lambda ctx: {})(ctx))
     try:
@@ -94,27 +95,36 @@ def run_cell(job: CellJob, result: Result) -> None:
             raise
         raise ArenaError(f"{cell.framework} has no {spec.family} module and does not declare it in UNSUPPORTED") from err
 
+    # Every workload's inputs, drawn up front: ahead-of-time runtimes build for their exact shapes.
+    workloads = [w for w in WORKLOADS if not unsupported_reason(adapter.UNSUPPORTED, spec.family, w, variant)]
+    inputs = {w: family.make_inputs(preset.config, preset.workloads, w, rng_for("inputs", result.spec_hash)) for w in workloads}
     t0 = time.perf_counter()
     tensors = weights.load(job.weights_files)
     weights.check_layout(tensors, family.parameter_shapes(preset.config), f"{spec.name} ({', '.join(job.weights_files)})")
     t1 = time.perf_counter()
-    model = impl.build(preset.config, tensors, ctx)
+    takes_inputs = "inputs" in inspect.signature(impl.build).parameters
+    model = impl.build(preset.config, tensors, ctx, inputs) if takes_inputs else impl.build(preset.config, tensors, ctx)
     del tensors
     t2 = time.perf_counter()
-    result.metrics = Metrics(prepare=Prepare(load_ms=(t1 - t0) * 1e3, build_ms=(t2 - t1) * 1e3, total_ms=(t2 - t0) * 1e3))
+    # A conversion (ONNX export, GGUF writing) is a one-off of the deployment path, recorded on its own;
+    # build_ms and total_ms leave it out whether it ran now or came from the cache, so they compare.
+    conversion = getattr(model, "conversion", None)
+    converted_ms = conversion.ms if conversion and not conversion.cached else 0.0
+    build_ms = (t2 - t1) * 1e3 - converted_ms
+    prepare = Prepare(load_ms=(t1 - t0) * 1e3, build_ms=build_ms, total_ms=(t1 - t0) * 1e3 + build_ms, conversion=conversion)
+    result.metrics = Metrics(prepare=prepare)
 
     outputs: dict[str, dict[str, np.ndarray]] = {}
     errors = []
     device_memory = getattr(adapter, "peak_device_memory", None)
     device_memory = partial(device_memory, ctx) if device_memory else lambda reset: None
     for workload in WORKLOADS:
-        declared = adapter.UNSUPPORTED.get(f"{spec.family}/{workload}")
+        declared = unsupported_reason(adapter.UNSUPPORTED, spec.family, workload, variant)
         if declared:
             setattr(result.metrics, workload, WorkloadMetrics(status="unsupported", reason=declared))
             continue
-        inputs = family.make_inputs(preset.config, preset.workloads, workload, rng_for("inputs", result.spec_hash))
         try:
-            metrics, outputs[workload] = run_workload(impl, model, workload, inputs, job, timing, device_memory)
+            metrics, outputs[workload] = run_workload(impl, model, workload, inputs[workload], job, timing, device_memory)
         except Exception as err:
             traceback.print_exc()
             errors.append(f"{workload}: {type(err).__name__}: {err}")

@@ -125,6 +125,7 @@ def run_cell(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, mode: 
         weights_hash=weights_file.weights_hash, weights_source=weights_file.source,
         result_path=str(cell_file(run, cell, system, mode, ".result.json")),
         artifact_path=str(cell_file(run, cell, system, mode, ".npz")), system=system,
+        convert_dir=str(run.cache_dir / "converted" / f"{spec.name}-{cell.preset}-{spec.spec_hash(cell.preset)}-{weights_file.weights_hash}"),
     )
     for stale in (Path(job.result_path), Path(job.artifact_path)):
         stale.unlink(missing_ok=True)
@@ -178,11 +179,11 @@ def judge(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, result: R
         if ref.status != "ok" or not ref_artifact.exists():
             return Correctness(verdict="n/a", reason=f"the PyTorch reference could not run: {ref.status} {ref.reason}"[:500])
         shutil.copyfile(ref_artifact, reference_file)
-    tolerances = spec.tolerances.get(cell.dtype)
+    tolerances, note = spec.tolerances_for(cell.framework, cell.dtype)
     if tolerances is None:
         return Correctness(verdict="n/a", reason=f"the spec declares no tolerances for {cell.dtype}")
     correctness = compare(candidate, dict(np.load(reference_file)), tolerances)
-    correctness.reference = reference_file.name
+    correctness.reference, correctness.tolerance_note = reference_file.name, note
     return correctness
 
 

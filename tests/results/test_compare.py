@@ -89,3 +89,20 @@ def test_gradient_samples_use_the_same_indices_everywhere():
     assert np.array_equal(sample_indices("a.weight", 10_000), sample_indices("a.weight", 10_000))
     assert not np.array_equal(sample_indices("a.weight", 10_000), sample_indices("b.weight", 10_000))
     assert len(sample_indices("small", 10)) == 10
+
+
+def test_an_output_missing_from_a_workload_that_ran_fails():
+    rng = np.random.default_rng(1)
+    logits, hidden = rng.normal(size=(2, 3)).astype(np.float32), rng.normal(size=(2, 4)).astype(np.float32)
+    reference = fingerprint({"inference": {"logits": logits, "hidden": hidden}})
+    result = compare(fingerprint({"inference": {"logits": logits}}), reference, TOL)
+    assert result.verdict == "fail"
+    assert [c.name for c in result.checks if not c.passed] == ["inference/hidden"]
+
+
+def test_a_workload_the_candidate_did_not_run_is_not_compared():
+    """An inference runtime's cell (training unsupported) is judged on what it ran."""
+    reference = _artifact()
+    inference_only = {k: v for k, v in reference.items() if k.startswith("inference/")}
+    result = compare(inference_only, reference, TOL)
+    assert result.verdict == "pass" and {c.name for c in result.checks} == {"inference/logits"}

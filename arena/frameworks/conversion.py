@@ -1,0 +1,59 @@
+"""Converted artifacts (ONNX graphs, GGUF files) made from the shared weights, cached between cells.
+
+Runtimes fed by a conversion step (ONNX Runtime, llama.cpp, whisper.cpp) convert inside `build`, so
+the conversion is part of prepare; it is recorded apart (`Prepare.conversion`) because it is a one-off
+cost of the deployment path, not of the runtime. The cell gives each framework a folder keyed by the
+spec hash and the weights hash (`BuildContext.convert_dir`); the adapter adds a subfolder named after
+the converter's versions and a hash of the converting code (editing an exporter must not reuse what the
+old one wrote). A conversion is made in a temporary folder and renamed into place when it
+is complete, so a crash mid-way never leaves a half-written artifact that a later cell would trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from arena.results.schema import Conversion
+
+RECORD = "conversion.json"
+
+
+def conversion_folder(convert_dir: str, tool_id: str, code: Path) -> Path:
+    """`<convert_dir>/<tool_id>-<hash of the .py files under code>`; without a cell folder (a direct
+    call), a private temporary one."""
+    root = Path(convert_dir) if convert_dir else Path(tempfile.mkdtemp(prefix="arena-convert-"))
+    files = sorted(code.rglob("*.py")) if code.is_dir() else [code]
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:12]
+    return root / f"{tool_id}-{digest}"
+
+
+def cached_conversion(folder: Path, tool: str, make: Callable[[Path], None]) -> Conversion:
+    """Reuse `folder` if a complete conversion is there, else run `make(tmp)` and move tmp into place."""
+    record = folder / RECORD
+    if record.exists():
+        return Conversion.model_validate_json(record.read_text()).model_copy(update={"cached": True})
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    started = time.perf_counter()
+    try:
+        make(scratch)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    files = sorted(f for f in scratch.rglob("*") if f.is_file())
+    conversion = Conversion(
+        tool=tool, ms=(time.perf_counter() - started) * 1e3, cached=False,
+        bytes=sum(f.stat().st_size for f in files), files=[str(f.relative_to(scratch)) for f in files],
+    )
+    (scratch / RECORD).write_text(conversion.model_dump_json(indent=1))
+    shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder from an older layout
+    scratch.rename(folder)
+    return conversion

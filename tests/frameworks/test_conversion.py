@@ -1,0 +1,56 @@
+"""The conversion cache: made once, reused with its original record, never half-written, and keyed by
+the converting code as well as by the folder the cell gives (spec hash + weights hash)."""
+
+from __future__ import annotations
+
+import pytest
+
+from arena.frameworks.contract import unsupported_reason
+from arena.frameworks.conversion import cached_conversion, conversion_folder
+
+
+def test_a_conversion_is_made_once_then_reused_with_its_record(tmp_path):
+    calls = []
+
+    def make(folder):
+        calls.append(folder)
+        (folder / "model.bin").write_bytes(b"x" * 100)
+
+    folder = tmp_path / "tool-v1"
+    first = cached_conversion(folder, "tool 1.0", make)
+    second = cached_conversion(folder, "tool 1.0", make)
+    assert len(calls) == 1 and calls[0] != folder, "made in a scratch folder, then moved into place"
+    assert not first.cached and second.cached
+    assert first.bytes == second.bytes == 100 and first.files == second.files == ["model.bin"]
+    assert second.ms == first.ms, "a cached conversion reports how long it took when it was made"
+
+
+def test_a_failed_conversion_leaves_nothing_behind(tmp_path):
+    def make(folder):
+        (folder / "half.bin").write_bytes(b"x")
+        raise RuntimeError("exporter crashed")
+
+    with pytest.raises(RuntimeError):
+        cached_conversion(tmp_path / "tool", "tool", make)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_editing_the_converting_code_changes_the_folder(tmp_path):
+    code = tmp_path / "writer.py"
+    code.write_text("VERSION = 1\n")
+    before = conversion_folder(str(tmp_path / "cell"), "gguf0.19", code)
+    assert conversion_folder(str(tmp_path / "cell"), "gguf0.19", code) == before
+    code.write_text("VERSION = 2\n")
+    assert conversion_folder(str(tmp_path / "cell"), "gguf0.19", code) != before
+    assert before.parent == tmp_path / "cell"
+
+
+def test_unsupported_declarations_by_family_workload_wildcard_and_variant():
+    declared = {"resnet": "no runtime", "*/training": "inference only", "llama/latency": "no cache", "fast:whisper": "not in fast"}
+    assert unsupported_reason(declared, "resnet") == "no runtime"
+    assert unsupported_reason(declared, "llama") == ""
+    assert unsupported_reason(declared, "llama", "training") == "inference only"
+    assert unsupported_reason(declared, "llama", "latency") == "no cache"
+    assert unsupported_reason(declared, "llama", "inference") == ""
+    assert unsupported_reason(declared, "whisper") == ""
+    assert unsupported_reason(declared, "whisper", variant="fast") == "not in fast"
