@@ -21,13 +21,28 @@ VARIANTS = {
     "nan": "torch reference whose inference outputs are NaN",
     "perturb-jax": "the JAX implementation with one weight scaled by 1.01",
     "perturb-mlx": "the MLX implementation with one weight scaled by 1.01",
+    "perturb-onnxruntime": "the ONNX Runtime path (export included) with one weight scaled by 1.01",
+    "perturb-ggml": "the llama.cpp / whisper.cpp path (conversion included) with one weight scaled by 1.01",
 }
-UNSUPPORTED: dict[str, str] = {}
+
+
+def _wrapped_unsupported() -> dict[str, str]:
+    """What each wrapped framework declares unsupported, for its perturb variant only (adapter packages
+    import no framework, so this costs nothing)."""
+    declared = {}
+    for variant in VARIANTS:
+        if variant.startswith("perturb-"):
+            adapter, _ = load_adapter(wrapped_framework(variant))
+            declared |= {f"{variant}:{key}": reason for key, reason in adapter.UNSUPPORTED.items()}
+    return declared
 
 
 def wrapped_framework(variant: str) -> str:
     """The framework a variant runs: `perturb-jax` -> jax, everything else -> torch."""
     return variant.partition("-")[2] or "torch"
+
+
+UNSUPPORTED = _wrapped_unsupported()
 
 
 def process_env(ctx: BuildContext) -> dict[str, str]:

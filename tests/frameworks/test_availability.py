@@ -1,5 +1,5 @@
 """A framework that is not installed is a recorded `unavailable` cell with the install hint, and the
-rest of the run goes on. The child process is made to see no jax / mlx by shadowing them on its path
+rest of the run goes on. The child process is made to see no jax / mlx / onnxruntime / llama_cpp by shadowing them on its path
 with packages whose import fails exactly as a missing distribution does."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from arena.frameworks import load_adapter
 
 pytest.importorskip("torch")
 
-HIDDEN = {"jax": "jax", "mlx": "mlx"}
+HIDDEN = {"jax": "jax", "mlx": "mlx", "onnxruntime": "onnxruntime", "ggml": "llama_cpp"}
 
 
 @pytest.mark.slow

@@ -50,3 +50,47 @@ def test_framework_passes_and_a_perturbed_weight_fails(run_matrix, model, framew
 
     assert perturbed.status == "ok", perturbed.reason
     assert perturbed.correctness.verdict == "fail", "a weight scaled by 1.01 must not pass"
+
+
+def runtime_cells() -> list[tuple[str, str]]:
+    """(framework, model) for the inference runtimes: ONNX Runtime for every spec, GGML for the families
+    it declares supported."""
+    from arena.frameworks import load_adapter
+    from arena.frameworks.contract import unsupported_reason
+    from arena.specs import load_spec, spec_files
+
+    ggml, _ = load_adapter("ggml")
+    families = {p.stem: load_spec(p).family for p in spec_files()}
+    return [("onnxruntime", m) for m in SPEC_NAMES] + [("ggml", m) for m in SPEC_NAMES if not unsupported_reason(ggml.UNSUPPORTED, families[m])]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("framework", "model"), runtime_cells())
+def test_runtime_passes_and_a_perturbed_weight_fails(run_matrix, framework, model):
+    """A deployment runtime fed by a conversion (ONNX export, GGUF / GGML file): outputs of inference
+    and the KV-cache decode step match the reference; training is unsupported with its reason; the
+    conversion is recorded. The same path with one weight scaled by 1.01 (converted afresh) fails."""
+    pytest.importorskip({"onnxruntime": "onnxruntime", "ggml": "llama_cpp"}[framework])
+    perturbed_name = f"tests.faults-perturb-{framework}"
+    results = run_matrix([model], ["torch", framework, perturbed_name])
+    cell, perturbed = results[f"{model}:{framework}"], results[f"{model}:{perturbed_name}"]
+
+    assert cell.status == "ok", cell.reason
+    assert cell.correctness.verdict == "pass", cell.correctness.reason
+    checked = {c.name for c in cell.correctness.checks}
+    for compared in ("inference/", "latency/"):
+        assert any(name.startswith(compared) for name in checked), f"nothing compared for {compared}: {checked}"
+    assert cell.metrics.training.status == "unsupported" and cell.metrics.training.reason
+    conversion = cell.metrics.prepare.conversion
+    assert conversion is not None and conversion.bytes > 0 and conversion.files
+
+    assert perturbed.status == "ok", perturbed.reason
+    assert perturbed.correctness.verdict == "fail", "a weight scaled by 1.01 must not pass"
+
+
+@pytest.mark.slow
+def test_a_family_a_runtime_cannot_run_is_unsupported_with_the_reason(run_matrix):
+    results = run_matrix(["resnet-50"], ["torch", "ggml"])
+    cell = results["resnet-50:ggml"]
+    assert cell.status == "unsupported" and "ResNet" in cell.reason
+    assert cell.metrics.inference is None, "nothing ran"
