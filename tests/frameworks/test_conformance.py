@@ -29,6 +29,22 @@ def test_compile_passes_and_a_perturbed_weight_fails(run_matrix, model):
     assert perturbed.correctness.verdict == "fail", "a weight scaled by 1.01 must not pass"
 
 
+def run_with_perturbed(run_matrix, model: str, framework: str, compared: tuple[str, ...]):
+    """The framework's cell and the same implementation with one weight x1.01, run against the reference.
+    The cell must pass with something compared for each prefix in `compared`; the perturbed one must fail."""
+    perturbed_name = f"tests.faults-perturb-{framework}"
+    results = run_matrix([model], ["torch", framework, perturbed_name])
+    cell, perturbed = results[f"{model}:{framework}"], results[f"{model}:{perturbed_name}"]
+    assert cell.status == "ok", cell.reason
+    assert cell.correctness.verdict == "pass", cell.correctness.reason
+    checked = {c.name for c in cell.correctness.checks}
+    for prefix in compared:
+        assert any(name.startswith(prefix) for name in checked), f"nothing compared for {prefix}: {checked}"
+    assert perturbed.status == "ok", perturbed.reason
+    assert perturbed.correctness.verdict == "fail", "a weight scaled by 1.01 must not pass"
+    return cell
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("framework", ["jax", "mlx"])
 @pytest.mark.parametrize("model", SPEC_NAMES)
@@ -36,20 +52,9 @@ def test_framework_passes_and_a_perturbed_weight_fails(run_matrix, model, framew
     """Outputs, loss and every gradient of the hand-written implementation match the reference; the
     same implementation with one weight scaled by 1.01 does not."""
     pytest.importorskip({"jax": "jax", "mlx": "mlx.core"}[framework])
-    perturbed_name = f"tests.faults-perturb-{framework}"
-    results = run_matrix([model], ["torch", framework, perturbed_name])
-    cell, perturbed = results[f"{model}:{framework}"], results[f"{model}:{perturbed_name}"]
-
-    assert cell.status == "ok", cell.reason
-    assert cell.correctness.verdict == "pass", cell.correctness.reason
-    checked = {c.name for c in cell.correctness.checks}
-    for compared in ("inference/", "latency/", "training/loss", "training/grads"):
-        assert any(name.startswith(compared) for name in checked), f"nothing compared for {compared}: {checked}"
+    cell = run_with_perturbed(run_matrix, model, framework, ("inference/", "latency/", "training/loss", "training/grads"))
     for workload in ("inference", "latency", "training"):
         assert getattr(cell.metrics, workload).problems == [], "no compilation inside the timed calls"
-
-    assert perturbed.status == "ok", perturbed.reason
-    assert perturbed.correctness.verdict == "fail", "a weight scaled by 1.01 must not pass"
 
 
 def runtime_cells() -> list[tuple[str, str]]:
@@ -71,21 +76,10 @@ def test_runtime_passes_and_a_perturbed_weight_fails(run_matrix, framework, mode
     and the KV-cache decode step match the reference; training is unsupported with its reason; the
     conversion is recorded. The same path with one weight scaled by 1.01 (converted afresh) fails."""
     pytest.importorskip({"onnxruntime": "onnxruntime", "ggml": "llama_cpp"}[framework])
-    perturbed_name = f"tests.faults-perturb-{framework}"
-    results = run_matrix([model], ["torch", framework, perturbed_name])
-    cell, perturbed = results[f"{model}:{framework}"], results[f"{model}:{perturbed_name}"]
-
-    assert cell.status == "ok", cell.reason
-    assert cell.correctness.verdict == "pass", cell.correctness.reason
-    checked = {c.name for c in cell.correctness.checks}
-    for compared in ("inference/", "latency/"):
-        assert any(name.startswith(compared) for name in checked), f"nothing compared for {compared}: {checked}"
+    cell = run_with_perturbed(run_matrix, model, framework, ("inference/", "latency/"))
     assert cell.metrics.training.status == "unsupported" and cell.metrics.training.reason
     conversion = cell.metrics.prepare.conversion
     assert conversion is not None and conversion.bytes > 0 and conversion.files
-
-    assert perturbed.status == "ok", perturbed.reason
-    assert perturbed.correctness.verdict == "fail", "a weight scaled by 1.01 must not pass"
 
 
 @pytest.mark.slow
