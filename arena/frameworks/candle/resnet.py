@@ -1,0 +1,5 @@
+"""resnet in Candle: rust_ext/candle/src/resnet.rs."""
+
+from arena.frameworks.candle.common import family_adapter
+
+build, inference, latency, training = family_adapter("resnet")

@@ -1,0 +1,245 @@
+//! What the Candle families share: parameters (loaded by official name, tracked only for training),
+//! host <-> tensor conversion, and the layers in two forms.
+//!
+//! `Mode::Infer` takes candle's fused kernels (`softmax_last_dim`, `rms_norm`, `layer_norm`, `rope`):
+//! they are faster, and they have no backward (`apply_op*_no_bwd`), so a training graph through them
+//! would silently give every parameter upstream no gradient. `Mode::Train` takes the differentiable
+//! compositions (`softmax`, `rms_norm_slow`, `layer_norm_slow`, `rope_slow`). Both must agree with
+//! the reference: inference outputs are checked in the fused form, gradients in the other.
+
+use std::collections::HashMap;
+
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Result, Tensor, Var, D};
+use candle_nn::{ops, rotary_emb, Module};
+
+use arena_common::{Arrays, HostArray, HostData};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Infer,
+    Train,
+}
+
+/// The model's tensors under their official names. Each is a `Var` so that training can take
+/// gradients; inference reads them detached (same storage, no graph recorded).
+pub struct Params {
+    vars: HashMap<String, Var>,
+    order: Vec<String>,
+    pub device: Device,
+}
+
+impl Params {
+    /// Load every weight, checking it against the shapes the family expects (`expected`: name -> shape);
+    /// a missing, unexpected or wrongly shaped tensor is an error that names it.
+    pub fn load(weights: Arrays, expected: &[(String, Vec<usize>)], device: &Device) -> Result<Self> {
+        let mut weights = weights;
+        let mut vars = HashMap::new();
+        let mut order = Vec::new();
+        for (name, shape) in expected {
+            let array = weights.remove(name).ok_or_else(|| candle_core::Error::Msg(format!("weight {name:?} is missing from the weights file")))?;
+            if &array.shape != shape {
+                candle_core::bail!("weight {name:?} has shape {:?}, the model needs {:?}", array.shape, shape);
+            }
+            vars.insert(name.clone(), Var::from_tensor(&to_tensor(array, device)?)?);
+            order.push(name.clone());
+        }
+        if let Some(extra) = weights.keys().next() {
+            candle_core::bail!("weight {extra:?} is not a tensor of this model ({} unexpected)", weights.len());
+        }
+        Ok(Params { vars, order, device: device.clone() })
+    }
+
+    /// A tensor for the forward: tracked (a graph is recorded) when training, detached otherwise.
+    pub fn get(&self, name: &str, mode: Mode) -> Result<Tensor> {
+        let var = self.vars.get(name).ok_or_else(|| candle_core::Error::Msg(format!("no parameter {name:?}")))?;
+        Ok(match mode {
+            Mode::Train => var.as_tensor().clone(),
+            Mode::Infer => var.as_detached_tensor(),
+        })
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.order
+    }
+
+    /// `grad/<name>` for every trainable parameter (all but `frozen`), in PyTorch layout (Candle keeps
+    /// PyTorch's). A trainable parameter that received no gradient is an error naming it: that is how a
+    /// graph cut by a fused op (or a missing use of a weight) shows up.
+    pub fn gradients(&self, grads: &GradStore, frozen: &[&str]) -> Result<Arrays> {
+        let mut out = Arrays::new();
+        let mut missing = Vec::new();
+        for name in &self.order {
+            if frozen.contains(&name.as_str()) {
+                continue;
+            }
+            match grads.get(self.vars[name].as_tensor()) {
+                Some(g) => {
+                    out.insert(format!("grad/{name}"), to_host(g)?);
+                }
+                None => missing.push(name.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            candle_core::bail!("no gradient reached {} parameter(s), e.g. {:?}", missing.len(), &missing[..missing.len().min(3)]);
+        }
+        Ok(out)
+    }
+}
+
+/// A host array as a tensor (float32 stays F32, int64 stays I64), moving the data (no copy on the CPU).
+pub fn to_tensor(array: HostArray, device: &Device) -> Result<Tensor> {
+    match array.data {
+        HostData::F32(v) => Tensor::from_vec(v, array.shape, device),
+        HostData::I64(v) => Tensor::from_vec(v, array.shape, device),
+    }
+}
+
+/// An input by name as a tensor, or an error naming it.
+pub fn input(inputs: &Arrays, name: &str, device: &Device) -> Result<Tensor> {
+    let array = arena_common::array::get(inputs, name).map_err(|e| candle_core::Error::Msg(e.0))?;
+    to_tensor(array.clone(), device)
+}
+
+/// A tensor as a float32 host array (one copy out of candle's storage).
+pub fn to_host(t: &Tensor) -> Result<HostArray> {
+    let shape = t.dims().to_vec();
+    let data = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    HostArray::f32(shape, data).map_err(|e| candle_core::Error::Msg(e.0))
+}
+
+/// y = x W^T (+ b) with PyTorch's [out, in] weight, for inputs of any rank.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    candle_nn::Linear::new(weight.clone(), bias.cloned()).forward(x)
+}
+
+pub fn softmax_last(x: &Tensor, mode: Mode) -> Result<Tensor> {
+    match mode {
+        Mode::Infer => ops::softmax_last_dim(x),
+        Mode::Train => ops::softmax(x, D::Minus1),
+    }
+}
+
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, mode: Mode) -> Result<Tensor> {
+    match mode {
+        Mode::Infer => ops::rms_norm(&x.contiguous()?, weight, eps as f32),
+        Mode::Train => ops::rms_norm_slow(x, weight, eps as f32),
+    }
+}
+
+pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64, mode: Mode) -> Result<Tensor> {
+    match mode {
+        Mode::Infer => ops::layer_norm(&x.contiguous()?, weight, bias, eps as f32),
+        Mode::Train => ops::layer_norm_slow(x, weight, bias, eps as f32),
+    }
+}
+
+/// cos and sin tables [positions, head_dim / 2] for rotate-half RoPE, angle = position * theta^(-2i/d),
+/// computed in f64 and rounded once (transformers computes inv_freq in f32 and the product in f32; the
+/// difference is far below the fp32 tolerances).
+pub fn rope_tables(positions: usize, head_dim: usize, theta: f64, device: &Device) -> Result<(Tensor, Tensor)> {
+    let half = head_dim / 2;
+    let inv_freq: Vec<f32> = (0..half).map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32).collect();
+    let mut cos = Vec::with_capacity(positions * half);
+    let mut sin = Vec::with_capacity(positions * half);
+    for p in 0..positions {
+        for f in &inv_freq {
+            let angle = p as f32 * f; // f32 product, as transformers' LlamaRotaryEmbedding
+            cos.push(angle.cos());
+            sin.push(angle.sin());
+        }
+    }
+    Ok((Tensor::from_vec(cos, (positions, half), device)?, Tensor::from_vec(sin, (positions, half), device)?))
+}
+
+/// Rotate-half RoPE of x [batch, heads, seq, head_dim] at positions start..start+seq.
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, start: usize, mode: Mode) -> Result<Tensor> {
+    let seq = x.dim(2)?;
+    let (cos, sin) = (cos.narrow(0, start, seq)?.contiguous()?, sin.narrow(0, start, seq)?.contiguous()?);
+    match mode {
+        Mode::Infer => rotary_emb::rope(&x.contiguous()?, &cos, &sin),
+        Mode::Train => rotary_emb::rope_slow(x, &cos, &sin),
+    }
+}
+
+/// [batch, kv_heads, seq, d] -> [batch, kv_heads * groups, seq, d], each K/V head repeated for its
+/// query group (transformers' repeat_kv).
+pub fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
+    if groups == 1 {
+        return Ok(x.clone());
+    }
+    let (b, kv, s, d) = x.dims4()?;
+    x.unsqueeze(2)?.expand((b, kv, groups, s, d))?.reshape((b, kv * groups, s, d))
+}
+
+/// Scaled dot-product attention, q [b, h, sq, d], k/v [b, kv_h, sk, d] (grouped-query: h is a multiple
+/// of kv_h). `causal_offset`: Some(o) masks key j for query i when j > i + o (o = keys before the first
+/// query); None attends everywhere.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal_offset: Option<usize>, mode: Mode) -> Result<Tensor> {
+    let groups = q.dim(1)? / k.dim(1)?;
+    let (k, v) = (repeat_kv(k, groups)?, repeat_kv(v, groups)?);
+    let scale = 1.0 / (q.dim(3)? as f64).sqrt();
+    let mut scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * scale)?;
+    if let Some(offset) = causal_offset {
+        let (sq, sk) = (q.dim(2)?, k.dim(2)?);
+        if sq > 1 || offset + sq < sk {
+            scores = scores.broadcast_add(&causal_mask(sq, sk, offset, q.device())?)?;
+        }
+    }
+    softmax_last(&scores, mode)?.matmul(&v.contiguous()?)
+}
+
+/// [sq, sk] additive mask: 0 where key j <= query i + offset, -inf after.
+pub fn causal_mask(sq: usize, sk: usize, offset: usize, device: &Device) -> Result<Tensor> {
+    let mask: Vec<f32> = (0..sq)
+        .flat_map(|i| (0..sk).map(move |j| if j <= i + offset { 0.0 } else { f32::NEG_INFINITY }))
+        .collect();
+    Tensor::from_vec(mask, (sq, sk), device)
+}
+
+/// Mean cross-entropy of logits [n, classes] against integer labels [n] (differentiable: log_softmax
+/// is a composition of basic ops).
+pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    candle_nn::loss::cross_entropy(logits, labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: &Tensor, b: &Tensor, tol: f32) {
+        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(d <= tol, "max |a - b| = {d}");
+    }
+
+    #[test]
+    fn the_fused_and_differentiable_forms_agree() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 5, 8), &dev).unwrap();
+        let w = Tensor::randn(1f32, 0.1, 8, &dev).unwrap();
+        let b = Tensor::randn(0f32, 0.1, 8, &dev).unwrap();
+        close(&softmax_last(&x, Mode::Infer).unwrap(), &softmax_last(&x, Mode::Train).unwrap(), 1e-6);
+        close(&rms_norm(&x, &w, 1e-5, Mode::Infer).unwrap(), &rms_norm(&x, &w, 1e-5, Mode::Train).unwrap(), 1e-5);
+        close(&layer_norm(&x, &w, &b, 1e-5, Mode::Infer).unwrap(), &layer_norm(&x, &w, &b, 1e-5, Mode::Train).unwrap(), 1e-5);
+        let (cos, sin) = rope_tables(16, 8, 10000.0, &dev).unwrap();
+        close(&rope(&x, &cos, &sin, 4, Mode::Infer).unwrap(), &rope(&x, &cos, &sin, 4, Mode::Train).unwrap(), 1e-6);
+    }
+
+    #[test]
+    fn training_mode_ops_carry_gradients_and_fused_ones_do_not() {
+        let dev = Device::Cpu;
+        let w = Var::from_tensor(&Tensor::ones(8, DType::F32, &dev).unwrap()).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (4, 8), &dev).unwrap();
+        let trained = rms_norm(&x, w.as_tensor(), 1e-5, Mode::Train).unwrap().sqr().unwrap().sum_all().unwrap();
+        assert!(trained.backward().unwrap().get(w.as_tensor()).is_some());
+        let fused = rms_norm(&x, w.as_tensor(), 1e-5, Mode::Infer).unwrap().sqr().unwrap().sum_all().unwrap();
+        assert!(fused.backward().unwrap().get(w.as_tensor()).is_none(), "candle's fused rms_norm has no backward (the trap this module avoids)");
+    }
+
+    #[test]
+    fn the_causal_mask_lets_each_query_see_its_past() {
+        let mask = causal_mask(2, 4, 2, &Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(mask[0][..3], [0.0, 0.0, 0.0]);
+        assert!(mask[0][3].is_infinite() && mask[1][3] == 0.0);
+    }
+}

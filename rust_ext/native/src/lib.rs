@@ -1,0 +1,147 @@
+//! `arena._native`: the Python face of the Rust frameworks. One class per framework, each a model kept
+//! resident between calls: `setup(workload, inputs)` (untimed), `run()` (timed), `fetch()` (untimed),
+//! plus version and thread-pool queries.
+//!
+//! Inputs arrive as numpy arrays and are copied once into the framework's own storage (neither framework
+//! can adopt a foreign buffer); outputs leave as numpy arrays that take over the Rust allocation (no copy).
+//! The GIL is released around all native work; a Rust error or a panic becomes a RuntimeError with the
+//! message (a panic must not abort the cell process, and pyo3's PanicException is a BaseException that
+//! the cell runner would not treat as the framework's error).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
+
+use numpy::ndarray::{ArrayD, IxDyn};
+use numpy::{IntoPyArray, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use arena_common::{Arrays, HostArray, HostData, NativeModel, Workload};
+
+/// Run native work without the GIL; a Rust error or panic becomes a RuntimeError.
+fn native<T: Send>(py: Python<'_>, work: impl FnOnce() -> arena_common::Result<T> + Send) -> PyResult<T> {
+    let outcome = py.detach(|| catch_unwind(AssertUnwindSafe(work)));
+    match outcome {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(PyRuntimeError::new_err(err.0)),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "(no message)".into());
+            Err(PyRuntimeError::new_err(format!("panic in native code: {message}")))
+        }
+    }
+}
+
+/// A dict of numpy arrays (float32 or int64, any layout) as host arrays.
+fn host_arrays(arrays: &Bound<'_, PyDict>) -> PyResult<Arrays> {
+    let mut out = Arrays::new();
+    for (key, value) in arrays.iter() {
+        let name: String = key.extract()?;
+        let array = if let Ok(a) = value.extract::<PyReadonlyArrayDyn<'_, f32>>() {
+            HostArray { shape: a.shape().to_vec(), data: HostData::F32(a.as_array().iter().copied().collect()) }
+        } else if let Ok(a) = value.extract::<PyReadonlyArrayDyn<'_, i64>>() {
+            HostArray { shape: a.shape().to_vec(), data: HostData::I64(a.as_array().iter().copied().collect()) }
+        } else {
+            let dtype = value.getattr("dtype").map(|d| d.to_string()).unwrap_or_else(|_| "not an array".into());
+            return Err(PyRuntimeError::new_err(format!("{name}: expected a float32 or int64 numpy array, got {dtype}")));
+        };
+        out.insert(name, array);
+    }
+    Ok(out)
+}
+
+fn numpy_dict<'py>(py: Python<'py>, arrays: Arrays) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    for (name, array) in arrays {
+        let HostData::F32(data) = array.data else {
+            return Err(PyRuntimeError::new_err(format!("{name}: outputs are float32")));
+        };
+        let nd = ArrayD::from_shape_vec(IxDyn(&array.shape), data).map_err(|e| PyRuntimeError::new_err(format!("{name}: {e}")))?;
+        dict.set_item(name, nd.into_pyarray(py))?;
+    }
+    Ok(dict)
+}
+
+/// A model of one family in Candle, built from its config (the spec's validated config as JSON) and
+/// the official-named float32 weights.
+#[pyclass(module = "arena._native")]
+struct CandleModel {
+    // A Python object may be reached from any thread; the lock is uncontended in a cell.
+    model: Mutex<Box<dyn NativeModel>>,
+}
+
+impl CandleModel {
+    fn model(&self) -> PyResult<std::sync::MutexGuard<'_, Box<dyn NativeModel>>> {
+        self.model.lock().map_err(|_| PyRuntimeError::new_err("the model is unusable after a panic in native code"))
+    }
+}
+
+#[pymethods]
+impl CandleModel {
+    #[new]
+    #[pyo3(signature = (family, config_json, weights, device = "cpu"))]
+    fn new(py: Python<'_>, family: &str, config_json: &str, weights: &Bound<'_, PyDict>, device: &str) -> PyResult<Self> {
+        let weights = host_arrays(weights)?;
+        let model = native(py, || arena_candle::build(family, config_json, weights, device))?;
+        Ok(CandleModel { model: Mutex::new(model) })
+    }
+
+    /// Untimed: the workload's inputs onto the device, caches filled.
+    fn setup(&mut self, py: Python<'_>, workload: &str, inputs: &Bound<'_, PyDict>) -> PyResult<()> {
+        let workload: Workload = workload.parse().map_err(|e: arena_common::Error| PyRuntimeError::new_err(e.0))?;
+        let inputs = host_arrays(inputs)?;
+        let mut model = self.model()?;
+        let model = &mut **model;
+        native(py, move || model.setup(workload, &inputs))
+    }
+
+    /// Timed: one call of the workload set up last; returns when it is computed.
+    fn run(&mut self, py: Python<'_>) -> PyResult<()> {
+        let mut model = self.model()?;
+        let model = &mut **model;
+        native(py, move || model.run())
+    }
+
+    /// The last run's outputs as numpy arrays (training: "loss" and "grad/<official name>").
+    fn fetch<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let mut model = self.model()?;
+        let model = &mut **model;
+        let arrays = native(py, move || model.fetch())?;
+        numpy_dict(py, arrays)
+    }
+
+    fn parameter_names(&self) -> PyResult<Vec<String>> {
+        Ok(self.model()?.parameter_names())
+    }
+}
+
+/// The pinned Candle release compiled into this extension.
+#[pyfunction]
+fn candle_version() -> &'static str {
+    arena_candle::CANDLE_VERSION
+}
+
+/// The thread-pool sizes the Rust frameworks really use, by name.
+#[pyfunction]
+fn thread_info() -> Vec<(String, usize)> {
+    arena_candle::thread_info()
+}
+
+/// Panics in native code (for the test that a panic becomes an exception, not an abort).
+#[pyfunction]
+fn panic_for_test(py: Python<'_>, message: String) -> PyResult<()> {
+    native(py, move || -> arena_common::Result<()> { panic!("{message}") })
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<CandleModel>()?;
+    m.add_function(wrap_pyfunction!(candle_version, m)?)?;
+    m.add_function(wrap_pyfunction!(thread_info, m)?)?;
+    m.add_function(wrap_pyfunction!(panic_for_test, m)?)?;
+    Ok(())
+}
