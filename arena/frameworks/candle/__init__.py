@@ -23,7 +23,7 @@ def process_env(ctx: BuildContext) -> dict[str, str]:
 
 
 def probe(ctx: BuildContext) -> Probe:
-    from arena import _native
+    import arena._native as _native
 
     if ctx.device != "cpu":
         return Probe(available=False, reason=f"this build of arena._native has Candle's CPU back-end only (no {ctx.device!r})", version=_native.candle_version())

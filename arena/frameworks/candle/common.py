@@ -14,7 +14,7 @@ def family_adapter(family: str) -> tuple[Callable, ...]:
     """build, inference, latency, training for one family."""
 
     def build(config, weights: dict[str, np.ndarray], ctx: BuildContext):
-        from arena import _native
+        import arena._native as _native
 
         return _native.CandleModel(family, config.model_dump_json(), weights, ctx.device)
 

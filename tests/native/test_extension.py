@@ -1,0 +1,95 @@
+"""The Python surface of the Rust extension (arena._native): models built from the spec's config and the
+official-named weights, errors that name what is wrong, panics that become exceptions, thread pools sized
+from the environment, and the Rust unit tests themselves."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from arena import weights
+from arena.families import load_family
+from arena.families.base import rng_for
+from arena.specs import load_specs
+from tests.conftest import REPO
+
+native = pytest.importorskip("arena._native")
+
+SPEC = load_specs(names=["smollm2-135m"])["smollm2-135m"]
+CONFIG = SPEC.presets["tiny"].config
+WEIGHTS = weights.generate(SPEC, "tiny")
+
+
+def candle_llama(tensors: dict[str, np.ndarray]):
+    return native.CandleModel("llama", CONFIG.model_dump_json(), tensors)
+
+
+def test_a_model_runs_its_workloads_and_names_its_outputs():
+    model = candle_llama(WEIGHTS)
+    assert model.parameter_names()[0] == "model.embed_tokens.weight" and len(model.parameter_names()) == len(WEIGHTS)
+    family = load_family("llama")
+    inputs = family.make_inputs(CONFIG, SPEC.presets["tiny"].workloads, "training", rng_for("test"))
+    model.setup("training", inputs)
+    model.run()
+    out = model.fetch()
+    assert set(out) == {"loss"} | {f"grad/{name}" for name in WEIGHTS}
+    assert out["grad/model.layers.0.input_layernorm.weight"].shape == WEIGHTS["model.layers.0.input_layernorm.weight"].shape
+    assert out["loss"].dtype == np.float32 and np.isfinite(out["loss"])
+
+
+def test_a_wrongly_shaped_weight_is_an_exception_naming_the_tensor():
+    name = "model.layers.1.self_attn.k_proj.weight"
+    with pytest.raises(RuntimeError, match=rf"{name}.*shape \[\d+, \d+\].*needs"):
+        candle_llama(WEIGHTS | {name: WEIGHTS[name][:-1]})
+
+
+def test_a_missing_or_unexpected_weight_is_an_exception_naming_it():
+    name = "model.norm.weight"
+    with pytest.raises(RuntimeError, match=f"{name}.*missing"):
+        candle_llama({k: v for k, v in WEIGHTS.items() if k != name})
+    with pytest.raises(RuntimeError, match="lm_head.weight.*not a tensor of this model"):
+        candle_llama(WEIGHTS | {"lm_head.weight": WEIGHTS["model.embed_tokens.weight"]})
+
+
+def test_bad_inputs_and_calls_are_exceptions_with_the_reason():
+    model = candle_llama(WEIGHTS)
+    with pytest.raises(RuntimeError, match="run before setup"):
+        model.run()
+    with pytest.raises(RuntimeError, match='input "input_ids" is missing'):
+        model.setup("inference", {"tokens": np.zeros((1, 4), np.int64)})
+    with pytest.raises(RuntimeError, match="expected a float32 or int64 numpy array, got float64"):
+        model.setup("inference", {"input_ids": np.zeros((1, 4))})
+    with pytest.raises(RuntimeError, match="unknown workload"):
+        model.setup("serving", {})
+    with pytest.raises(RuntimeError, match="llama config"):
+        native.CandleModel("llama", '{"vocab_size": "many"}', WEIGHTS)
+
+
+def test_a_panic_in_native_code_is_an_exception_and_the_process_lives_on():
+    with pytest.raises(RuntimeError, match="panic in native code: deliberate"):
+        native.panic_for_test("deliberate")
+    assert native.candle_version()  # still usable
+
+
+def test_thread_pools_are_sized_from_the_cell_before_first_use():
+    code = "from arena import _native; print(dict(_native.thread_info()))"
+    env = dict(os.environ, RAYON_NUM_THREADS="1", CANDLE_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert eval(out) == {"candle_threads": 1, "rayon_threads": 1}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed")
+def test_the_rust_unit_tests_pass():
+    """`cargo test` of the crates that can be tested alone (the PyO3 module is exercised from Python)."""
+    done = subprocess.run(
+        ["cargo", "test", "--release", "--workspace", "--exclude", "arena-native", "--quiet"],
+        cwd=REPO / "rust_ext", capture_output=True, text=True, timeout=1200,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "test result: ok" in done.stdout
