@@ -1,8 +1,339 @@
-//! vla_expert in Candle: not written yet.
+//! SmolVLA's action expert in Candle, after lerobot's VLAFlowMatching (denoising branch) as restated in
+//! arena/frameworks/torch/vla_expert.py: a Llama-style stack without embed_tokens whose layer i is
+//! self-attention over [cached VLM prefix K/V; the actions' own K/V] when `is_self_attn(i)` (RoPE on q
+//! and k at positions prefix_len + j), otherwise cross-attention to the prefix K/V projected by
+//! k_proj/v_proj from vlm_kv_dim (RoPE on q only, at positions j). Suffix embedding: action_in_proj of
+//! the noisy actions, concatenated with the sinusoidal time embedding (float64, as lerobot), then
+//! action_time_mlp_in -> SiLU -> action_time_mlp_out; head: action_out_proj of the final RMSNorm.
+//!
+//! inference: the Euler loop from t = 1 to 0 with dt = -1/num_steps, the time accumulated in float32
+//! (`actions`). latency: one denoising step at t = 1 (`velocity`). training: the flow-matching MSE at
+//! the given times, forward + backward (every tensor is trainable).
 
-use arena_common::{Arrays, Error, NativeModel, Result};
-use candle_core::Device;
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Result, Tensor};
 
-pub fn build(_config_json: &str, _weights: Arrays, _device: &Device) -> Result<Box<dyn NativeModel>> {
-    Err(Error::msg("the Candle vla_expert family is not implemented yet"))
+use arena_common::config::{self, VlaExpert as Config};
+use arena_common::{Arrays, HostData, NativeModel, Workload};
+
+use crate::layers::{self, Mode, Params};
+use crate::{native_error, Family, Native};
+
+const EXPERT: &str = "model.vlm_with_expert.lm_expert";
+const ACTION_PROJECTIONS: [&str; 4] = ["action_in_proj", "action_out_proj", "action_time_mlp_in", "action_time_mlp_out"];
+
+pub fn build(config_json: &str, weights: Arrays, device: &Device) -> arena_common::Result<Box<dyn NativeModel>> {
+    let cfg: Config = config::parse("vla_expert", config_json)?;
+    let params = Params::load(weights, &parameter_shapes(&cfg), device).map_err(native_error)?;
+    Ok(Box::new(Native(VlaExpert { cfg, params, state: State::Empty, last: Last::Empty })))
+}
+
+/// The expert's and the action projections' entries of SmolVLAPolicy.state_dict(), as
+/// arena/families/vla_expert.py lists them.
+pub fn parameter_shapes(cfg: &Config) -> Vec<(String, Vec<usize>)> {
+    let (h, d, inter) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
+    let (q, kv) = (cfg.num_attention_heads * d, cfg.num_key_value_heads * d);
+    let mut shapes = Vec::new();
+    for l in 0..cfg.num_hidden_layers {
+        let p = format!("{EXPERT}.layers.{l}");
+        let kv_in = if cfg.is_self_attn(l) { h } else { cfg.vlm_kv_dim() };
+        shapes.extend([
+            (format!("{p}.self_attn.q_proj.weight"), vec![q, h]),
+            (format!("{p}.self_attn.k_proj.weight"), vec![kv, kv_in]),
+            (format!("{p}.self_attn.v_proj.weight"), vec![kv, kv_in]),
+            (format!("{p}.self_attn.o_proj.weight"), vec![h, q]),
+            (format!("{p}.mlp.gate_proj.weight"), vec![inter, h]),
+            (format!("{p}.mlp.up_proj.weight"), vec![inter, h]),
+            (format!("{p}.mlp.down_proj.weight"), vec![h, inter]),
+            (format!("{p}.input_layernorm.weight"), vec![h]),
+            (format!("{p}.post_attention_layernorm.weight"), vec![h]),
+        ]);
+    }
+    shapes.push((format!("{EXPERT}.norm.weight"), vec![h]));
+    let a = cfg.max_action_dim;
+    for (name, (out_features, in_features)) in ACTION_PROJECTIONS.iter().zip([(h, a), (a, h), (h, 2 * h), (h, h)]) {
+        shapes.push((format!("model.{name}.weight"), vec![out_features, in_features]));
+        shapes.push((format!("model.{name}.bias"), vec![out_features]));
+    }
+    shapes
+}
+
+/// lerobot apply_rope's angles for positions 0..n, in float32 as there: timescale =
+/// max_wavelength ^ ((2 / d) * i), radians = position / timescale; cos and sin tables [n, d / 2].
+fn rope_tables(n: usize, head_dim: usize, max_wavelength: f64, device: &Device) -> Result<(Tensor, Tensor)> {
+    let half = head_dim / 2;
+    let scale = 2.0f32 / head_dim as f32;
+    let timescale: Vec<f32> = (0..half).map(|i| (max_wavelength as f32).powf(scale * i as f32)).collect();
+    let mut cos = Vec::with_capacity(n * half);
+    let mut sin = Vec::with_capacity(n * half);
+    for p in 0..n {
+        for t in &timescale {
+            let radians = p as f32 / t;
+            cos.push(radians.cos());
+            sin.push(radians.sin());
+        }
+    }
+    Ok((Tensor::from_vec(cos, (n, half), device)?, Tensor::from_vec(sin, (n, half), device)?))
+}
+
+/// lerobot create_sinusoidal_pos_embedding of the times [B] -> [B, hidden_size]: sin half then cos half,
+/// computed in float64 (torch.linspace's two-sided formula for the fractions) and rounded to float32.
+fn time_embedding(times: &[f32], cfg: &Config, device: &Device) -> Result<Tensor> {
+    let n = cfg.hidden_size / 2;
+    let step = if n > 1 { 1.0 / (n - 1) as f64 } else { 0.0 };
+    let fraction = |i: usize| if i < n / 2 { step * i as f64 } else { 1.0 - step * (n - 1 - i) as f64 };
+    let cycles: Vec<f64> = (0..n)
+        .map(|i| {
+            let period = cfg.min_period * (cfg.max_period / cfg.min_period).powf(fraction(i));
+            1.0 / period * 2.0 * std::f64::consts::PI
+        })
+        .collect();
+    let mut out = Vec::with_capacity(times.len() * 2 * n);
+    for &t in times {
+        out.extend(cycles.iter().map(|c| (c * t as f64).sin() as f32));
+        out.extend(cycles.iter().map(|c| (c * t as f64).cos() as f32));
+    }
+    Tensor::from_vec(out, (times.len(), 2 * n), device)
+}
+
+/// The per-call constants: the prefix K/V of each layer [B, P, KVH, D] and the RoPE tables over
+/// positions 0..P+S.
+struct Prefix {
+    keys: Vec<Tensor>,
+    values: Vec<Tensor>,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+enum State {
+    Empty,
+    Inference { prefix: Prefix, noise: Tensor, num_steps: usize },
+    Latency { prefix: Prefix, noise: Tensor },
+    Training { prefix: Prefix, noise: Tensor, actions: Tensor, time: Vec<f32> },
+}
+
+enum Last {
+    Empty,
+    Output(&'static str, Tensor),
+    Training { loss: Tensor, grads: GradStore },
+}
+
+struct VlaExpert {
+    cfg: Config,
+    params: Params,
+    state: State,
+    last: Last,
+}
+
+impl VlaExpert {
+    fn prefix(&self, inputs: &Arrays, chunk: usize) -> Result<Prefix> {
+        let dev = &self.params.device;
+        let keys = layers::input(inputs, "prefix_keys", dev)?;
+        let values = layers::input(inputs, "prefix_values", dev)?;
+        let (l, _, p, _, _) = keys.dims5()?;
+        if l != self.cfg.num_hidden_layers || values.dims() != keys.dims() {
+            candle_core::bail!("prefix_keys {:?} / prefix_values {:?} do not match {} layers", keys.dims(), values.dims(), self.cfg.num_hidden_layers);
+        }
+        let split = |t: &Tensor| (0..l).map(|i| t.get(i)).collect::<Result<Vec<_>>>();
+        let (cos, sin) = rope_tables(p + chunk, self.cfg.head_dim, self.cfg.rope_max_wavelength, dev)?;
+        Ok(Prefix { keys: split(&keys)?, values: split(&values)?, cos, sin })
+    }
+
+    /// The expert's layers and final norm on the suffix x [B, S, hidden].
+    fn expert(&self, x: &Tensor, prefix: &Prefix, mode: Mode) -> Result<Tensor> {
+        let c = &self.cfg;
+        let (b, s, _) = x.dims3()?;
+        let (heads, d) = (c.num_attention_heads, c.head_dim);
+        let mut x = x.clone();
+        for l in 0..c.num_hidden_layers {
+            let w = |name: &str| self.params.get(&format!("{EXPERT}.layers.{l}.{name}.weight"), mode);
+            let h = layers::rms_norm(&x, &w("input_layernorm")?, c.rms_norm_eps, mode)?;
+            // [B, L, features] -> [B, heads, L, D]
+            let split = |y: Tensor, len: usize| y.reshape((b, len, (), d))?.transpose(1, 2);
+            let q = split(layers::linear(&h, &w("self_attn.q_proj")?, None)?, s)?;
+            let (pk, pv) = (&prefix.keys[l], &prefix.values[l]); // [B, P, KVH, D]
+            let p = pk.dim(1)?;
+            let out = if c.is_self_attn(l) {
+                // forward_attn_layer: RoPE at positions P + j, the actions' K/V appended to the prefix's.
+                let q = layers::rope(&q, &prefix.cos, &prefix.sin, p, mode)?;
+                let k = split(layers::linear(&h, &w("self_attn.k_proj")?, None)?, s)?;
+                let k = layers::rope(&k, &prefix.cos, &prefix.sin, p, mode)?;
+                let v = split(layers::linear(&h, &w("self_attn.v_proj")?, None)?, s)?;
+                let k = Tensor::cat(&[&pk.transpose(1, 2)?, &k], 2)?;
+                let v = Tensor::cat(&[&pv.transpose(1, 2)?, &v], 2)?;
+                // prefix all visible, actions causal: key j visible to query i when j <= P + i
+                layers::attention(&q, &k, &v, Some(p), mode)?
+            } else {
+                // forward_cross_attn_layer: project the cached K/V, RoPE on q only from position 0.
+                let q = layers::rope(&q, &prefix.cos, &prefix.sin, 0, mode)?;
+                let k = split(layers::linear(&pk.reshape((b, p, ()))?, &w("self_attn.k_proj")?, None)?, p)?;
+                let v = split(layers::linear(&pv.reshape((b, p, ()))?, &w("self_attn.v_proj")?, None)?, p)?;
+                layers::attention(&q, &k, &v, None, mode)?
+            };
+            let out = out.transpose(1, 2)?.reshape((b, s, heads * d))?;
+            x = (layers::linear(&out, &w("self_attn.o_proj")?, None)? + x)?;
+            let h = layers::rms_norm(&x, &w("post_attention_layernorm")?, c.rms_norm_eps, mode)?;
+            let gate = layers::linear(&h, &w("mlp.gate_proj")?, None)?.silu()?;
+            let up = layers::linear(&h, &w("mlp.up_proj")?, None)?;
+            x = (layers::linear(&(gate * up)?, &w("mlp.down_proj")?, None)? + x)?;
+        }
+        layers::rms_norm(&x, &self.params.get(&format!("{EXPERT}.norm.weight"), mode)?, c.rms_norm_eps, mode)
+    }
+
+    fn projection(&self, name: &str, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let weight = self.params.get(&format!("model.{name}.weight"), mode)?;
+        let bias = self.params.get(&format!("model.{name}.bias"), mode)?;
+        layers::linear(x, &weight, Some(&bias))
+    }
+
+    /// embed_suffix: [action_in_proj(x_t); time embedding] -> action_time_mlp_in -> SiLU -> _out.
+    fn embed_suffix(&self, x_t: &Tensor, time: &[f32], mode: Mode) -> Result<Tensor> {
+        let action_emb = self.projection("action_in_proj", x_t, mode)?; // [B, S, h]
+        let time_emb = time_embedding(time, &self.cfg, &self.params.device)?;
+        let time_emb = time_emb.unsqueeze(1)?.expand(action_emb.dims())?.contiguous()?;
+        let x = self.projection("action_time_mlp_in", &Tensor::cat(&[&action_emb, &time_emb], 2)?, mode)?;
+        self.projection("action_time_mlp_out", &x.silu()?, mode)
+    }
+
+    /// The velocity v_t [B, S, max_action_dim] at x_t, times [B].
+    fn denoise_step(&self, prefix: &Prefix, x_t: &Tensor, time: &[f32], mode: Mode) -> Result<Tensor> {
+        let suffix = self.expert(&self.embed_suffix(x_t, time, mode)?, prefix, mode)?;
+        self.projection("action_out_proj", &suffix, mode)
+    }
+
+    /// Euler integration from t = 1 (noise) to t = 0; time and dt in float32 as lerobot.
+    fn sample_actions(&self, prefix: &Prefix, noise: &Tensor, num_steps: usize) -> Result<Tensor> {
+        let dt = (-1.0f64 / num_steps as f64) as f32;
+        let batch = noise.dim(0)?;
+        let mut time = 1.0f32;
+        let mut x_t = noise.clone();
+        for _ in 0..num_steps {
+            let v_t = self.denoise_step(prefix, &x_t, &vec![time; batch], Mode::Infer)?;
+            x_t = (x_t + (v_t * dt as f64)?)?;
+            time += dt;
+        }
+        Ok(x_t)
+    }
+
+    /// VLAFlowMatching.forward: mean((noise - actions - v_t(x_t, t))^2), x_t = t noise + (1 - t) actions.
+    fn loss(&self, prefix: &Prefix, noise: &Tensor, actions: &Tensor, time: &[f32]) -> Result<Tensor> {
+        let t = Tensor::from_slice(time, (time.len(), 1, 1), noise.device())?;
+        let x_t = (t.broadcast_mul(noise)? + t.affine(-1.0, 1.0)?.broadcast_mul(actions)?)?;
+        let u_t = (noise - actions)?;
+        let v_t = self.denoise_step(prefix, &x_t, time, Mode::Train)?;
+        (u_t - v_t)?.sqr()?.mean_all()
+    }
+}
+
+fn scalar_i64(inputs: &Arrays, name: &str) -> Result<i64> {
+    let array = arena_common::array::get(inputs, name).map_err(|e| candle_core::Error::Msg(e.0))?;
+    match &array.data {
+        HostData::I64(v) if v.len() == 1 => Ok(v[0]),
+        _ => candle_core::bail!("input {name:?} must be one int64, got shape {:?}", array.shape),
+    }
+}
+
+fn host_f32(inputs: &Arrays, name: &str) -> Result<Vec<f32>> {
+    let array = arena_common::array::get(inputs, name).map_err(|e| candle_core::Error::Msg(e.0))?;
+    match &array.data {
+        HostData::F32(v) => Ok(v.clone()),
+        HostData::I64(_) => candle_core::bail!("input {name:?} must be float32"),
+    }
+}
+
+impl Family for VlaExpert {
+    fn setup(&mut self, workload: Workload, inputs: &Arrays) -> Result<()> {
+        let dev = self.params.device.clone();
+        let noise = layers::input(inputs, "noise", &dev)?;
+        let prefix = self.prefix(inputs, noise.dim(1)?)?;
+        self.state = match workload {
+            Workload::Inference => {
+                let num_steps = scalar_i64(inputs, "num_steps")?;
+                if num_steps <= 0 {
+                    candle_core::bail!("num_steps must be positive, got {num_steps}");
+                }
+                State::Inference { prefix, noise, num_steps: num_steps as usize }
+            }
+            Workload::Latency => State::Latency { prefix, noise },
+            Workload::Training => {
+                let actions = layers::input(inputs, "actions", &dev)?;
+                let time = host_f32(inputs, "time")?;
+                if time.len() != noise.dim(0)? {
+                    candle_core::bail!("time has {} entries for a batch of {}", time.len(), noise.dim(0)?);
+                }
+                State::Training { prefix, noise, actions, time }
+            }
+        };
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<()> {
+        self.last = match &self.state {
+            State::Empty => candle_core::bail!("run before setup"),
+            State::Inference { prefix, noise, num_steps } => Last::Output("actions", self.sample_actions(prefix, noise, *num_steps)?),
+            State::Latency { prefix, noise } => {
+                let time = vec![1.0f32; noise.dim(0)?];
+                Last::Output("velocity", self.denoise_step(prefix, noise, &time, Mode::Infer)?)
+            }
+            State::Training { prefix, noise, actions, time } => {
+                let loss = self.loss(prefix, noise, actions, time)?;
+                let grads = loss.backward()?;
+                Last::Training { loss, grads }
+            }
+        };
+        Ok(())
+    }
+
+    fn fetch(&mut self) -> Result<Arrays> {
+        let mut out = Arrays::new();
+        match &self.last {
+            Last::Empty => candle_core::bail!("fetch before run"),
+            Last::Output(name, t) => {
+                out.insert((*name).into(), layers::to_host(&t.to_dtype(DType::F32)?)?);
+            }
+            Last::Training { loss, grads } => {
+                out = self.params.gradients(grads, &[])?;
+                out.insert("loss".into(), layers::to_host(&loss.reshape(())?)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn parameter_names(&self) -> Vec<String> {
+        self.params.names().to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> Config {
+        config::parse(
+            "vla_expert",
+            r#"{"hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+                "num_key_value_heads": 1, "head_dim": 4, "rms_norm_eps": 1e-5, "rope_max_wavelength": 10000.0,
+                "self_attn_every_n_layers": 2, "max_action_dim": 3, "min_period": 0.004, "max_period": 4.0}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn cross_attention_layers_project_from_the_vlm_kv_width() {
+        let shapes = parameter_shapes(&tiny());
+        let find = |n: &str| shapes.iter().find(|(name, _)| name == n).unwrap().1.clone();
+        assert_eq!(find(&format!("{EXPERT}.layers.0.self_attn.k_proj.weight")), vec![4, 8]);
+        assert_eq!(find(&format!("{EXPERT}.layers.1.self_attn.k_proj.weight")), vec![4, 4]);
+        assert_eq!(find("model.action_time_mlp_in.weight"), vec![8, 16]);
+        assert_eq!(shapes.len(), 2 * 9 + 1 + 8);
+    }
+
+    #[test]
+    fn the_time_embedding_is_sin_then_cos_from_the_shortest_period() {
+        let cfg = tiny();
+        let e = time_embedding(&[0.0, 0.5], &cfg, &Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(e[0], vec![0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
+        // fraction 1: period = max_period; angle = 2 pi * 0.5 / 4
+        assert!((e[1][3] - (std::f64::consts::PI / 4.0).sin() as f32).abs() < 1e-7);
+    }
 }
