@@ -217,6 +217,10 @@ pub fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal_offset: Option<usize>, mode: Mode) -> Result<Tensor> {
     let groups = q.dim(1)? / k.dim(1)?;
     let (k, v) = (repeat_kv(k, groups)?, repeat_kv(v, groups)?);
+    if mode == Mode::Train {
+        let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+        return q.apply_op3(&k, &v, Attention { causal_offset });
+    }
     // Scaling q rather than the scores keeps one score-sized tensor fewer alive for the backward.
     let scale = 1.0 / (q.dim(3)? as f64).sqrt();
     let mut scores = (q * scale)?.contiguous()?.matmul(&k.t()?.contiguous()?)?;
@@ -227,6 +231,61 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal_offset: Option<usize
         }
     }
     softmax_last(&scores, mode)?.matmul(&v.contiguous()?)
+}
+
+/// Training attention as one graph node that keeps only q, k, v and its output for the backward,
+/// which recomputes the probabilities. As separate ops (scores, softmax, matmul), candle keeps two
+/// [heads, queries, keys] tensors per attention alive until the backward ends (it frees nothing
+/// early): 1 GB for each of the SD UNet's 4096-token self-attentions at batch 1, part of what got its
+/// training step killed for memory at 24 GiB.
+struct Attention {
+    causal_offset: Option<usize>,
+}
+
+impl Attention {
+    /// softmax(q k^T / sqrt(d) + mask) for q [b, h, sq, d], k [b, h, sk, d] (untracked tensors).
+    fn probabilities(&self, q: &Tensor, k: &Tensor) -> Result<Tensor> {
+        let scale = 1.0 / (q.dim(3)? as f64).sqrt();
+        let mut scores = (q * scale)?.matmul(&k.t()?)?;
+        if let Some(offset) = self.causal_offset {
+            scores = scores.broadcast_add(&causal_mask(q.dim(2)?, k.dim(2)?, offset, q.device())?)?;
+        }
+        ops::softmax_last_dim(&scores)
+    }
+}
+
+fn cpu_tensor(storage: &CpuStorage, layout: &Layout) -> Result<Tensor> {
+    let (CpuStorage::F32(data), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
+        candle_core::bail!("arena attention takes contiguous f32 tensors");
+    };
+    Tensor::from_slice(&data[start..end], layout.dims(), &Device::Cpu)
+}
+
+impl candle_core::CustomOp3 for Attention {
+    fn name(&self) -> &'static str {
+        "arena-attention"
+    }
+
+    fn cpu_fwd(&self, q: &CpuStorage, lq: &Layout, k: &CpuStorage, lk: &Layout, v: &CpuStorage, lv: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (cpu_tensor(q, lq)?, cpu_tensor(k, lk)?, cpu_tensor(v, lv)?);
+        let out = self.probabilities(&q, &k)?.matmul(&v)?;
+        Ok((CpuStorage::F32(out.flatten_all()?.to_vec1::<f32>()?), out.shape().clone()))
+    }
+
+    /// With P the probabilities and S the scaled scores: dV = P^T dO, dP = dO V^T,
+    /// dS = P * (dP - rowsum(dO * O)), dQ = dS K / sqrt(d), dK = dS^T Q / sqrt(d).
+    fn bwd(&self, q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor, d_out: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (q, k, v, out, d_out) = (q.detach(), k.detach(), v.detach(), out.detach(), d_out.detach());
+        let scale = 1.0 / (q.dim(3)? as f64).sqrt();
+        let p = self.probabilities(&q, &k)?;
+        let d_v = p.t()?.matmul(&d_out)?;
+        let d_p = d_out.matmul(&v.t()?)?;
+        let row = (&d_out * &out)?.sum_keepdim(D::Minus1)?;
+        let d_s = (p * d_p.broadcast_sub(&row)?)?;
+        let d_q = (d_s.matmul(&k)? * scale)?;
+        let d_k = (d_s.t()?.matmul(&q)? * scale)?;
+        Ok((Some(d_q), Some(d_k), Some(d_v)))
+    }
 }
 
 /// [sq, sk] additive mask: 0 where key j <= query i + offset, -inf after.
@@ -286,6 +345,32 @@ mod tests {
         close(&ours, &composed, 1e-6);
         let grad = |y: &Tensor| (y * &w).unwrap().sum_all().unwrap().backward().unwrap().get(x.as_tensor()).unwrap().clone();
         close(&grad(&ours), &grad(&composed), 1e-6);
+    }
+
+    #[test]
+    fn training_attention_matches_the_composed_ops_in_value_and_gradients() {
+        let dev = Device::Cpu;
+        let var = |shape: (usize, usize, usize, usize)| Var::from_tensor(&Tensor::randn(0f32, 1.0, shape, &dev).unwrap()).unwrap();
+        let (q, k, v) = (var((2, 4, 5, 8)), var((2, 2, 7, 8)), var((2, 2, 7, 8)));
+        let w = Tensor::randn(0f32, 1.0, (2, 4, 5, 8), &dev).unwrap();
+        for offset in [None, Some(2)] {
+            let composed = {
+                let groups = 2;
+                let (k, v) = (repeat_kv(k.as_tensor(), groups).unwrap(), repeat_kv(v.as_tensor(), groups).unwrap());
+                let mut s = (q.as_tensor().matmul(&k.t().unwrap()).unwrap() / (8f64).sqrt()).unwrap();
+                if let Some(o) = offset {
+                    s = s.broadcast_add(&causal_mask(5, 7, o, &dev).unwrap()).unwrap();
+                }
+                ops::softmax(&s, D::Minus1).unwrap().matmul(&v).unwrap()
+            };
+            let ours = attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), offset, Mode::Train).unwrap();
+            close(&ours, &composed, 1e-5);
+            let grads = |y: &Tensor| (y * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            let (a, b) = (grads(&ours), grads(&composed));
+            for x in [&q, &k, &v] {
+                close(a.get(x.as_tensor()).unwrap(), b.get(x.as_tensor()).unwrap(), 1e-5);
+            }
+        }
     }
 
     #[test]
