@@ -138,6 +138,9 @@ impl Family for Llama {
     }
 
     fn run(&mut self) -> Result<()> {
+        // The previous call's outputs go first: a kept training loss holds its whole graph (every
+        // activation) and its gradients, which would double the step's memory.
+        self.last = Last::Empty;
         self.last = match &self.state {
             State::Empty => candle_core::bail!("run before setup"),
             State::Inference { ids } => Last::Logits(self.forward(ids, 0, None, Mode::Infer)?.0),
@@ -145,7 +148,7 @@ impl Family for Llama {
             State::Training { ids } => {
                 let loss = self.loss(ids)?;
                 let grads = loss.backward()?;
-                Last::Training { loss, grads }
+                Last::Training { loss: loss.detach(), grads }
             }
         };
         Ok(())

@@ -304,13 +304,16 @@ impl Family for Resnet {
     }
 
     fn run(&mut self) -> Result<()> {
+        // The previous call's outputs go first: a kept training loss holds its whole graph (every
+        // activation) and its gradients, which would double the step's memory.
+        self.last = Last::Empty;
         self.last = match &self.state {
             State::Empty => candle_core::bail!("run before setup"),
             State::Classify { images } => Last::Logits(self.forward(images, Mode::Infer)?),
             State::Training { images, labels } => {
                 let loss = layers::cross_entropy(&self.forward(images, Mode::Train)?, labels)?;
                 let grads = loss.backward()?;
-                Last::Training { loss, grads }
+                Last::Training { loss: loss.detach(), grads }
             }
         };
         Ok(())

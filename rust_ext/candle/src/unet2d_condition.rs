@@ -405,6 +405,9 @@ impl Family for Unet {
     }
 
     fn run(&mut self) -> Result<()> {
+        // The previous call's outputs go first: a kept training loss holds its whole graph (every
+        // activation) and its gradients, which would double the step's memory.
+        self.last = Last::Empty;
         self.last = match &self.state {
             State::Empty => candle_core::bail!("run before setup"),
             State::Forward { sample, timestep, context } => Last::Sample(self.forward(sample, timestep, context, Mode::Infer)?),
@@ -412,7 +415,7 @@ impl Family for Unet {
                 let pred = self.forward(sample, timestep, context, Mode::Train)?;
                 let loss = (pred - noise)?.sqr()?.mean_all()?;
                 let grads = loss.backward()?;
-                Last::Training { loss, grads }
+                Last::Training { loss: loss.detach(), grads }
             }
         };
         Ok(())

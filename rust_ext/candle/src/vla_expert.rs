@@ -268,6 +268,9 @@ impl Family for VlaExpert {
     }
 
     fn run(&mut self) -> Result<()> {
+        // The previous call's outputs go first: a kept training loss holds its whole graph (every
+        // activation) and its gradients, which would double the step's memory.
+        self.last = Last::Empty;
         self.last = match &self.state {
             State::Empty => candle_core::bail!("run before setup"),
             State::Inference { prefix, noise, num_steps } => Last::Output("actions", self.sample_actions(prefix, noise, *num_steps)?),
@@ -278,7 +281,7 @@ impl Family for VlaExpert {
             State::Training { prefix, noise, actions, time } => {
                 let loss = self.loss(prefix, noise, actions, time)?;
                 let grads = loss.backward()?;
-                Last::Training { loss, grads }
+                Last::Training { loss: loss.detach(), grads }
             }
         };
         Ok(())

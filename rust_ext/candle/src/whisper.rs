@@ -307,6 +307,9 @@ impl Family for Whisper {
     }
 
     fn run(&mut self) -> Result<()> {
+        // The previous call's outputs go first: a kept training loss holds its whole graph (every
+        // activation) and its gradients, which would double the step's memory.
+        self.last = Last::Empty;
         self.last = match &self.state {
             State::Empty => candle_core::bail!("run before setup"),
             State::Inference { mel, ids } => {
@@ -317,7 +320,7 @@ impl Family for Whisper {
             State::Training { mel, ids, labels } => {
                 let loss = self.loss(mel, ids, labels)?;
                 let grads = loss.backward()?;
-                Last::Training { loss, grads }
+                Last::Training { loss: loss.detach(), grads }
             }
         };
         Ok(())
