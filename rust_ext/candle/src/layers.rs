@@ -88,6 +88,41 @@ impl Params {
     }
 }
 
+/// What a family keeps of its last timed call until `fetch` turns it into host arrays.
+pub enum Last {
+    Empty,
+    /// The workload's outputs under the family's OUTPUTS names.
+    Outputs(Vec<(&'static str, Tensor)>),
+    /// The loss, detached (a kept loss would hold its whole graph, every activation, into the next
+    /// call), and the gradients.
+    Training { loss: Tensor, grads: GradStore },
+}
+
+impl Last {
+    pub fn output(name: &'static str, tensor: Tensor) -> Last {
+        Last::Outputs(vec![(name, tensor)])
+    }
+
+    /// Backward from a scalar loss.
+    pub fn from_loss(loss: Tensor) -> Result<Last> {
+        let grads = loss.backward()?;
+        Ok(Last::Training { loss: loss.detach(), grads })
+    }
+
+    /// The outputs as f32 host arrays; for training "loss" and `grad/<name>` of every parameter but `frozen`.
+    pub fn fetch(&self, params: &Params, frozen: &[&str]) -> Result<Arrays> {
+        match self {
+            Last::Empty => candle_core::bail!("fetch before run"),
+            Last::Outputs(named) => named.iter().map(|(name, t)| Ok((name.to_string(), to_host(t)?))).collect(),
+            Last::Training { loss, grads } => {
+                let mut out = params.gradients(grads, frozen)?;
+                out.insert("loss".into(), to_host(&loss.reshape(())?)?);
+                Ok(out)
+            }
+        }
+    }
+}
+
 /// A host array as a tensor (float32 stays F32, int64 stays I64), moving the data (no copy on the CPU).
 pub fn to_tensor(array: HostArray, device: &Device) -> Result<Tensor> {
     match array.data {

@@ -7,13 +7,12 @@
 //! call and dropped, as the reference crops its cache back). training: causal-LM cross-entropy with the
 //! labels shifted once, forward + backward.
 
-use candle_core::backprop::GradStore;
 use candle_core::{Device, IndexOp, Result, Tensor};
 
 use arena_common::config::{self, Llama as Config};
 use arena_common::{Arrays, NativeModel, Workload};
 
-use crate::layers::{self, Mode, Params};
+use crate::layers::{self, Last, Mode, Params};
 use crate::{native_error, Family, Native};
 
 pub fn build(config_json: &str, weights: Arrays, device: &Device) -> arena_common::Result<Box<dyn NativeModel>> {
@@ -58,11 +57,6 @@ enum State {
     Training { ids: Tensor },
 }
 
-enum Last {
-    Empty,
-    Logits(Tensor),
-    Training { loss: Tensor, grads: GradStore },
-}
 
 struct Llama {
     cfg: Config,
@@ -143,30 +137,18 @@ impl Family for Llama {
         self.last = Last::Empty;
         self.last = match &self.state {
             State::Empty => candle_core::bail!("run before setup"),
-            State::Inference { ids } => Last::Logits(self.forward(ids, 0, None, Mode::Infer)?.0),
-            State::Latency { next, cache, start } => Last::Logits(self.forward(next, *start, Some(cache), Mode::Infer)?.0),
+            State::Inference { ids } => Last::output("logits", self.forward(ids, 0, None, Mode::Infer)?.0),
+            State::Latency { next, cache, start } => Last::output("logits", self.forward(next, *start, Some(cache), Mode::Infer)?.0),
             State::Training { ids } => {
                 let loss = self.loss(ids)?;
-                let grads = loss.backward()?;
-                Last::Training { loss: loss.detach(), grads }
+                Last::from_loss(loss)?
             }
         };
         Ok(())
     }
 
     fn fetch(&mut self) -> Result<Arrays> {
-        let mut out = Arrays::new();
-        match &self.last {
-            Last::Empty => candle_core::bail!("fetch before run"),
-            Last::Logits(logits) => {
-                out.insert("logits".into(), layers::to_host(logits)?);
-            }
-            Last::Training { loss, grads } => {
-                out = self.params.gradients(grads, &[])?;
-                out.insert("loss".into(), layers::to_host(&loss.reshape(())?)?);
-            }
-        }
-        Ok(out)
+        self.last.fetch(&self.params, &[])
     }
 
     fn parameter_names(&self) -> Vec<String> {

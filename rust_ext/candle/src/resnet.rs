@@ -21,13 +21,12 @@
 //!   maximum of stride-2 slices of the zero-padded input (the pool follows a ReLU, so a zero pad can
 //!   tie with a real value but never exceed it: the same maxima as torch's -inf padding).
 
-use candle_core::backprop::GradStore;
 use candle_core::{Device, Result, Tensor};
 
 use arena_common::config::{self, Resnet as Config};
 use arena_common::{Arrays, NativeModel, Workload};
 
-use crate::layers::{self, Mode, Params};
+use crate::layers::{self, Last, Mode, Params};
 use crate::{native_error, Family, Native};
 
 const STEM_CHANNELS: usize = 64;
@@ -202,11 +201,6 @@ enum State {
     Training { images: Tensor, labels: Tensor },
 }
 
-enum Last {
-    Empty,
-    Logits(Tensor),
-    Training { loss: Tensor, grads: GradStore },
-}
 
 struct Resnet {
     cfg: Config,
@@ -309,30 +303,17 @@ impl Family for Resnet {
         self.last = Last::Empty;
         self.last = match &self.state {
             State::Empty => candle_core::bail!("run before setup"),
-            State::Classify { images } => Last::Logits(self.forward(images, Mode::Infer)?),
+            State::Classify { images } => Last::output("logits", self.forward(images, Mode::Infer)?),
             State::Training { images, labels } => {
                 let loss = layers::cross_entropy(&self.forward(images, Mode::Train)?, labels)?;
-                let grads = loss.backward()?;
-                Last::Training { loss: loss.detach(), grads }
+                Last::from_loss(loss)?
             }
         };
         Ok(())
     }
 
     fn fetch(&mut self) -> Result<Arrays> {
-        let mut out = Arrays::new();
-        match &self.last {
-            Last::Empty => candle_core::bail!("fetch before run"),
-            Last::Logits(logits) => {
-                out.insert("logits".into(), layers::to_host(logits)?);
-            }
-            Last::Training { loss, grads } => {
-                let frozen: Vec<&str> = self.frozen.iter().map(String::as_str).collect();
-                out = self.params.gradients(grads, &frozen)?;
-                out.insert("loss".into(), layers::to_host(&loss.reshape(())?)?);
-            }
-        }
-        Ok(out)
+        self.last.fetch(&self.params, &self.frozen.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     fn parameter_names(&self) -> Vec<String> {

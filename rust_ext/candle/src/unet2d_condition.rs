@@ -14,13 +14,12 @@
 //! GroupNorm is candle-nn's, built from basic (differentiable) ops, in both modes; LayerNorm and the
 //! attention softmax are the fused kernels for inference and the differentiable forms for training.
 
-use candle_core::backprop::GradStore;
 use candle_core::{Device, Module, Result, Tensor, D};
 
 use arena_common::config::{self, Unet as Config};
 use arena_common::{Arrays, NativeModel, Workload};
 
-use crate::layers::{self, Mode, Params};
+use crate::layers::{self, Last, Mode, Params};
 use crate::{native_error, Family, Native};
 
 /// Fixed in diffusers (not config fields): Transformer2DModel's GroupNorm eps and BasicTransformerBlock's
@@ -208,11 +207,6 @@ enum State {
     Training { sample: Tensor, timestep: Tensor, context: Tensor, noise: Tensor },
 }
 
-enum Last {
-    Empty,
-    Sample(Tensor),
-    Training { loss: Tensor, grads: GradStore },
-}
 
 struct Unet {
     cfg: Config,
@@ -410,30 +404,18 @@ impl Family for Unet {
         self.last = Last::Empty;
         self.last = match &self.state {
             State::Empty => candle_core::bail!("run before setup"),
-            State::Forward { sample, timestep, context } => Last::Sample(self.forward(sample, timestep, context, Mode::Infer)?),
+            State::Forward { sample, timestep, context } => Last::output("sample", self.forward(sample, timestep, context, Mode::Infer)?),
             State::Training { sample, timestep, context, noise } => {
                 let pred = self.forward(sample, timestep, context, Mode::Train)?;
                 let loss = (pred - noise)?.sqr()?.mean_all()?;
-                let grads = loss.backward()?;
-                Last::Training { loss: loss.detach(), grads }
+                Last::from_loss(loss)?
             }
         };
         Ok(())
     }
 
     fn fetch(&mut self) -> Result<Arrays> {
-        let mut out = Arrays::new();
-        match &self.last {
-            Last::Empty => candle_core::bail!("fetch before run"),
-            Last::Sample(sample) => {
-                out.insert("sample".into(), layers::to_host(sample)?);
-            }
-            Last::Training { loss, grads } => {
-                out = self.params.gradients(grads, &[])?;
-                out.insert("loss".into(), layers::to_host(&loss.reshape(())?)?);
-            }
-        }
-        Ok(out)
+        self.last.fetch(&self.params, &[])
     }
 
     fn parameter_names(&self) -> Vec<String> {

@@ -10,13 +10,12 @@
 //! (`actions`). latency: one denoising step at t = 1 (`velocity`). training: the flow-matching MSE at
 //! the given times, forward + backward (every tensor is trainable).
 
-use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{Device, Result, Tensor};
 
 use arena_common::config::{self, VlaExpert as Config};
 use arena_common::{Arrays, HostData, NativeModel, Workload};
 
-use crate::layers::{self, Mode, Params};
+use crate::layers::{self, Last, Mode, Params};
 use crate::{native_error, Family, Native};
 
 const EXPERT: &str = "model.vlm_with_expert.lm_expert";
@@ -112,11 +111,6 @@ enum State {
     Training { prefix: Prefix, noise: Tensor, actions: Tensor, time: Vec<f32> },
 }
 
-enum Last {
-    Empty,
-    Output(&'static str, Tensor),
-    Training { loss: Tensor, grads: GradStore },
-}
 
 struct VlaExpert {
     cfg: Config,
@@ -273,33 +267,21 @@ impl Family for VlaExpert {
         self.last = Last::Empty;
         self.last = match &self.state {
             State::Empty => candle_core::bail!("run before setup"),
-            State::Inference { prefix, noise, num_steps } => Last::Output("actions", self.sample_actions(prefix, noise, *num_steps)?),
+            State::Inference { prefix, noise, num_steps } => Last::output("actions", self.sample_actions(prefix, noise, *num_steps)?),
             State::Latency { prefix, noise } => {
                 let time = vec![1.0f32; noise.dim(0)?];
-                Last::Output("velocity", self.denoise_step(prefix, noise, &time, Mode::Infer)?)
+                Last::output("velocity", self.denoise_step(prefix, noise, &time, Mode::Infer)?)
             }
             State::Training { prefix, noise, actions, time } => {
                 let loss = self.loss(prefix, noise, actions, time)?;
-                let grads = loss.backward()?;
-                Last::Training { loss: loss.detach(), grads }
+                Last::from_loss(loss)?
             }
         };
         Ok(())
     }
 
     fn fetch(&mut self) -> Result<Arrays> {
-        let mut out = Arrays::new();
-        match &self.last {
-            Last::Empty => candle_core::bail!("fetch before run"),
-            Last::Output(name, t) => {
-                out.insert((*name).into(), layers::to_host(&t.to_dtype(DType::F32)?)?);
-            }
-            Last::Training { loss, grads } => {
-                out = self.params.gradients(grads, &[])?;
-                out.insert("loss".into(), layers::to_host(&loss.reshape(())?)?);
-            }
-        }
-        Ok(out)
+        self.last.fetch(&self.params, &[])
     }
 
     fn parameter_names(&self) -> Vec<String> {

@@ -14,13 +14,12 @@
 //! call only (as the reference crops its cache back). training: mean cross-entropy of the logits
 //! against `labels` (already shifted by the family, no shift here), forward + backward.
 
-use candle_core::backprop::GradStore;
 use candle_core::{Device, Result, Tensor};
 
 use arena_common::config::{self, Whisper as Config};
 use arena_common::{Arrays, NativeModel, Workload};
 
-use crate::layers::{self, Mode, Params};
+use crate::layers::{self, Last, Mode, Params};
 use crate::{native_error, Family, Native};
 
 /// The fixed sinusoid table (a buffer in HF: no gradient).
@@ -99,12 +98,6 @@ enum State {
     Training { mel: Tensor, ids: Tensor, labels: Tensor },
 }
 
-enum Last {
-    Empty,
-    Inference { encoded: Tensor, logits: Tensor },
-    Logits(Tensor),
-    Training { loss: Tensor, grads: GradStore },
-}
 
 struct Whisper {
     cfg: Config,
@@ -314,35 +307,19 @@ impl Family for Whisper {
             State::Empty => candle_core::bail!("run before setup"),
             State::Inference { mel, ids } => {
                 let (encoded, logits) = self.forward(mel, ids, Mode::Infer)?;
-                Last::Inference { encoded, logits }
+                Last::Outputs(vec![("encoder_hidden_states", encoded), ("logits", logits)])
             }
-            State::Latency { next, cross, past, start } => Last::Logits(self.decode(next, cross, *start, Some(past), Mode::Infer)?.0),
+            State::Latency { next, cross, past, start } => Last::output("logits", self.decode(next, cross, *start, Some(past), Mode::Infer)?.0),
             State::Training { mel, ids, labels } => {
                 let loss = self.loss(mel, ids, labels)?;
-                let grads = loss.backward()?;
-                Last::Training { loss: loss.detach(), grads }
+                Last::from_loss(loss)?
             }
         };
         Ok(())
     }
 
     fn fetch(&mut self) -> Result<Arrays> {
-        let mut out = Arrays::new();
-        match &self.last {
-            Last::Empty => candle_core::bail!("fetch before run"),
-            Last::Inference { encoded, logits } => {
-                out.insert("encoder_hidden_states".into(), layers::to_host(encoded)?);
-                out.insert("logits".into(), layers::to_host(logits)?);
-            }
-            Last::Logits(logits) => {
-                out.insert("logits".into(), layers::to_host(logits)?);
-            }
-            Last::Training { loss, grads } => {
-                out = self.params.gradients(grads, &[ENCODER_POSITIONS])?;
-                out.insert("loss".into(), layers::to_host(&loss.reshape(())?)?);
-            }
-        }
-        Ok(out)
+        self.last.fetch(&self.params, &[ENCODER_POSITIONS])
     }
 
     fn parameter_names(&self) -> Vec<String> {
