@@ -6,6 +6,8 @@
 use arena_common::{Arrays, Error, NativeModel, Result, Workload};
 use candle_core::Device;
 
+use crate::layers::{Last, Params};
+
 pub mod layers;
 pub mod llama;
 pub mod resnet;
@@ -20,30 +22,46 @@ pub const CANDLE_VERSION: &str = "0.11.1";
 pub trait Family: Send {
     /// Untimed: inputs onto the device, caches filled (see arena_common::NativeModel).
     fn setup(&mut self, workload: Workload, inputs: &Arrays) -> candle_core::Result<()>;
-    /// Timed: one call of the workload set up last.
-    fn run(&mut self) -> candle_core::Result<()>;
-    /// Untimed: the last run's outputs (gradients as `grad/<official name>`).
-    fn fetch(&mut self) -> candle_core::Result<Arrays>;
-    fn parameter_names(&self) -> Vec<String>;
+    /// Timed: one call of the workload set up last; its outputs (`Last::output`, `Last::from_loss`).
+    fn run(&mut self) -> candle_core::Result<Last>;
+    fn params(&self) -> &Params;
+    /// Tensors that get no gradient in training (buffers, fixed tables).
+    fn frozen(&self) -> Vec<&str> {
+        Vec::new()
+    }
 }
 
-pub struct Native<F>(pub F);
+/// A family as the extension's model: it keeps the last call's outputs until `fetch`.
+pub struct Native<F> {
+    family: F,
+    last: Last,
+}
+
+impl<F: Family> Native<F> {
+    pub fn new(family: F) -> Self {
+        Native { family, last: Last::Empty }
+    }
+}
 
 impl<F: Family> NativeModel for Native<F> {
     fn setup(&mut self, workload: Workload, inputs: &Arrays) -> Result<()> {
-        self.0.setup(workload, inputs).map_err(native_error)
+        self.family.setup(workload, inputs).map_err(native_error)
     }
 
     fn run(&mut self) -> Result<()> {
-        self.0.run().map_err(native_error)
+        // The previous call's outputs go first: a kept training loss holds its whole graph (every
+        // activation) and its gradients, which would double the step's memory.
+        self.last = Last::Empty;
+        self.last = self.family.run().map_err(native_error)?;
+        Ok(())
     }
 
     fn fetch(&mut self) -> Result<Arrays> {
-        self.0.fetch().map_err(native_error)
+        self.last.fetch(self.family.params(), &self.family.frozen()).map_err(native_error)
     }
 
     fn parameter_names(&self) -> Vec<String> {
-        self.0.parameter_names()
+        self.family.params().names().to_vec()
     }
 }
 

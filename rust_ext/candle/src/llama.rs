@@ -19,7 +19,7 @@ pub fn build(config_json: &str, weights: Arrays, device: &Device) -> arena_commo
     let cfg: Config = config::parse("llama", config_json)?;
     let params = Params::load(weights, &parameter_shapes(&cfg), device).map_err(native_error)?;
     let (cos, sin) = layers::rope_tables(cfg.max_position_embeddings, cfg.head_dim(), cfg.rope_theta, device).map_err(native_error)?;
-    Ok(Box::new(Native(Llama { cfg, params, cos, sin, state: State::Empty, last: Last::Empty })))
+    Ok(Box::new(Native::new(Llama { cfg, params, cos, sin, state: State::Empty })))
 }
 
 /// Every tensor of the HF state dict (lm_head only when untied), as arena/families/llama.py lists them.
@@ -64,7 +64,6 @@ struct Llama {
     cos: Tensor,
     sin: Tensor,
     state: State,
-    last: Last,
 }
 
 impl Llama {
@@ -131,11 +130,8 @@ impl Family for Llama {
         Ok(())
     }
 
-    fn run(&mut self) -> Result<()> {
-        // The previous call's outputs go first: a kept training loss holds its whole graph (every
-        // activation) and its gradients, which would double the step's memory.
-        self.last = Last::Empty;
-        self.last = match &self.state {
+    fn run(&mut self) -> Result<Last> {
+        Ok(match &self.state {
             State::Empty => candle_core::bail!("run before setup"),
             State::Inference { ids } => Last::output("logits", self.forward(ids, 0, None, Mode::Infer)?.0),
             State::Latency { next, cache, start } => Last::output("logits", self.forward(next, *start, Some(cache), Mode::Infer)?.0),
@@ -143,15 +139,10 @@ impl Family for Llama {
                 let loss = self.loss(ids)?;
                 Last::from_loss(loss)?
             }
-        };
-        Ok(())
+        })
     }
 
-    fn fetch(&mut self) -> Result<Arrays> {
-        self.last.fetch(&self.params, &[])
-    }
-
-    fn parameter_names(&self) -> Vec<String> {
-        self.params.names().to_vec()
+    fn params(&self) -> &Params {
+        &self.params
     }
 }

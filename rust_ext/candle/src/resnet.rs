@@ -48,7 +48,7 @@ pub fn build(config_json: &str, weights: Arrays, device: &Device) -> arena_commo
         .cloned()
         .collect();
     let params = Params::load(weights, &shapes, device).map_err(native_error)?;
-    Ok(Box::new(Native(Resnet { cfg, params, frozen, state: State::Empty, last: Last::Empty })))
+    Ok(Box::new(Native::new(Resnet { cfg, params, frozen, state: State::Empty })))
 }
 
 /// One residual block as `ResNet._make_layer` builds it.
@@ -207,7 +207,6 @@ struct Resnet {
     params: Params,
     frozen: Vec<String>,
     state: State,
-    last: Last,
 }
 
 impl Resnet {
@@ -297,27 +296,23 @@ impl Family for Resnet {
         Ok(())
     }
 
-    fn run(&mut self) -> Result<()> {
-        // The previous call's outputs go first: a kept training loss holds its whole graph (every
-        // activation) and its gradients, which would double the step's memory.
-        self.last = Last::Empty;
-        self.last = match &self.state {
+    fn run(&mut self) -> Result<Last> {
+        Ok(match &self.state {
             State::Empty => candle_core::bail!("run before setup"),
             State::Classify { images } => Last::output("logits", self.forward(images, Mode::Infer)?),
             State::Training { images, labels } => {
                 let loss = layers::cross_entropy(&self.forward(images, Mode::Train)?, labels)?;
                 Last::from_loss(loss)?
             }
-        };
-        Ok(())
+        })
     }
 
-    fn fetch(&mut self) -> Result<Arrays> {
-        self.last.fetch(&self.params, &self.frozen.iter().map(String::as_str).collect::<Vec<_>>())
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn parameter_names(&self) -> Vec<String> {
-        self.params.names().to_vec()
+    fn frozen(&self) -> Vec<&str> {
+        self.frozen.iter().map(String::as_str).collect()
     }
 }
 

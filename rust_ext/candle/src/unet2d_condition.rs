@@ -31,7 +31,7 @@ pub fn build(config_json: &str, weights: Arrays, device: &Device) -> arena_commo
     let cfg: Config = config::parse("unet2d_condition", config_json)?;
     check(&cfg)?;
     let params = Params::load(weights, &parameter_shapes(&cfg), device).map_err(native_error)?;
-    Ok(Box::new(Native(Unet { cfg, params, state: State::Empty, last: Last::Empty })))
+    Ok(Box::new(Native::new(Unet { cfg, params, state: State::Empty })))
 }
 
 /// What this implementation relies on that the Python Config validates; checked again so that a bad
@@ -212,7 +212,6 @@ struct Unet {
     cfg: Config,
     params: Params,
     state: State,
-    last: Last,
 }
 
 /// The parameters of one forward, read in one mode.
@@ -398,11 +397,8 @@ impl Family for Unet {
         Ok(())
     }
 
-    fn run(&mut self) -> Result<()> {
-        // The previous call's outputs go first: a kept training loss holds its whole graph (every
-        // activation) and its gradients, which would double the step's memory.
-        self.last = Last::Empty;
-        self.last = match &self.state {
+    fn run(&mut self) -> Result<Last> {
+        Ok(match &self.state {
             State::Empty => candle_core::bail!("run before setup"),
             State::Forward { sample, timestep, context } => Last::output("sample", self.forward(sample, timestep, context, Mode::Infer)?),
             State::Training { sample, timestep, context, noise } => {
@@ -410,16 +406,11 @@ impl Family for Unet {
                 let loss = (pred - noise)?.sqr()?.mean_all()?;
                 Last::from_loss(loss)?
             }
-        };
-        Ok(())
+        })
     }
 
-    fn fetch(&mut self) -> Result<Arrays> {
-        self.last.fetch(&self.params, &[])
-    }
-
-    fn parameter_names(&self) -> Vec<String> {
-        self.params.names().to_vec()
+    fn params(&self) -> &Params {
+        &self.params
     }
 }
 
@@ -448,7 +439,7 @@ mod tests {
             weights.insert(name, layers::to_host(&t).unwrap());
         }
         let params = Params::load(weights, &parameter_shapes(&cfg), &dev).unwrap();
-        Unet { cfg, params, state: State::Empty, last: Last::Empty }
+        Unet { cfg, params, state: State::Empty }
     }
 
     fn inputs(training: bool) -> Arrays {
@@ -476,8 +467,7 @@ mod tests {
     fn both_modes_agree_and_training_reaches_every_parameter() {
         let mut unet = model(tiny());
         unet.setup(Workload::Inference, &inputs(false)).unwrap();
-        unet.run().unwrap();
-        let sample = unet.fetch().unwrap().remove("sample").unwrap();
+        let sample = unet.run().unwrap().fetch(&unet.params, &[]).unwrap().remove("sample").unwrap();
         assert_eq!(sample.shape, vec![2, 4, 8, 8]);
         let (s, t, c) = match &unet.state {
             State::Forward { sample, timestep, context } => (sample.clone(), timestep.clone(), context.clone()),
@@ -489,8 +479,7 @@ mod tests {
         assert!(diff < 1e-4, "fused vs differentiable forward differ by {diff}");
 
         unet.setup(Workload::Training, &inputs(true)).unwrap();
-        unet.run().unwrap();
-        let out = unet.fetch().unwrap();
+        let out = unet.run().unwrap().fetch(&unet.params, &[]).unwrap();
         assert!(out.contains_key("loss"));
         assert_eq!(out.len(), 1 + parameter_shapes(&unet.cfg).len());
     }

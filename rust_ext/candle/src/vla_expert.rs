@@ -24,7 +24,7 @@ const ACTION_PROJECTIONS: [&str; 4] = ["action_in_proj", "action_out_proj", "act
 pub fn build(config_json: &str, weights: Arrays, device: &Device) -> arena_common::Result<Box<dyn NativeModel>> {
     let cfg: Config = config::parse("vla_expert", config_json)?;
     let params = Params::load(weights, &parameter_shapes(&cfg), device).map_err(native_error)?;
-    Ok(Box::new(Native(VlaExpert { cfg, params, state: State::Empty, last: Last::Empty })))
+    Ok(Box::new(Native::new(VlaExpert { cfg, params, state: State::Empty })))
 }
 
 /// The expert's and the action projections' entries of SmolVLAPolicy.state_dict(), as
@@ -116,7 +116,6 @@ struct VlaExpert {
     cfg: Config,
     params: Params,
     state: State,
-    last: Last,
 }
 
 impl VlaExpert {
@@ -261,11 +260,8 @@ impl Family for VlaExpert {
         Ok(())
     }
 
-    fn run(&mut self) -> Result<()> {
-        // The previous call's outputs go first: a kept training loss holds its whole graph (every
-        // activation) and its gradients, which would double the step's memory.
-        self.last = Last::Empty;
-        self.last = match &self.state {
+    fn run(&mut self) -> Result<Last> {
+        Ok(match &self.state {
             State::Empty => candle_core::bail!("run before setup"),
             State::Inference { prefix, noise, num_steps } => Last::output("actions", self.sample_actions(prefix, noise, *num_steps)?),
             State::Latency { prefix, noise } => {
@@ -276,16 +272,11 @@ impl Family for VlaExpert {
                 let loss = self.loss(prefix, noise, actions, time)?;
                 Last::from_loss(loss)?
             }
-        };
-        Ok(())
+        })
     }
 
-    fn fetch(&mut self) -> Result<Arrays> {
-        self.last.fetch(&self.params, &[])
-    }
-
-    fn parameter_names(&self) -> Vec<String> {
-        self.params.names().to_vec()
+    fn params(&self) -> &Params {
+        &self.params
     }
 }
 

@@ -32,7 +32,7 @@ const LAYER_NORM_EPS: f64 = 1e-5;
 pub fn build(config_json: &str, weights: Arrays, device: &Device) -> arena_common::Result<Box<dyn NativeModel>> {
     let cfg: Config = config::parse("whisper", config_json)?;
     let params = Params::load(weights, &parameter_shapes(&cfg), device).map_err(native_error)?;
-    Ok(Box::new(Native(Whisper { cfg, params, state: State::Empty, last: Last::Empty })))
+    Ok(Box::new(Native::new(Whisper { cfg, params, state: State::Empty })))
 }
 
 /// Every tensor of the HF state dict except the tied proj_out, in arena/families/whisper.py's order.
@@ -103,7 +103,6 @@ struct Whisper {
     cfg: Config,
     params: Params,
     state: State,
-    last: Last,
 }
 
 impl Whisper {
@@ -299,11 +298,8 @@ impl Family for Whisper {
         Ok(())
     }
 
-    fn run(&mut self) -> Result<()> {
-        // The previous call's outputs go first: a kept training loss holds its whole graph (every
-        // activation) and its gradients, which would double the step's memory.
-        self.last = Last::Empty;
-        self.last = match &self.state {
+    fn run(&mut self) -> Result<Last> {
+        Ok(match &self.state {
             State::Empty => candle_core::bail!("run before setup"),
             State::Inference { mel, ids } => {
                 let (encoded, logits) = self.forward(mel, ids, Mode::Infer)?;
@@ -314,16 +310,15 @@ impl Family for Whisper {
                 let loss = self.loss(mel, ids, labels)?;
                 Last::from_loss(loss)?
             }
-        };
-        Ok(())
+        })
     }
 
-    fn fetch(&mut self) -> Result<Arrays> {
-        self.last.fetch(&self.params, &[ENCODER_POSITIONS])
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    fn parameter_names(&self) -> Vec<String> {
-        self.params.names().to_vec()
+    fn frozen(&self) -> Vec<&str> {
+        vec![ENCODER_POSITIONS]
     }
 }
 
