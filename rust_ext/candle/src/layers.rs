@@ -337,14 +337,16 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     candle_nn::loss::cross_entropy(logits, labels)
 }
 
+/// Test helper: the largest |a - b| is at most `tol`.
+#[cfg(test)]
+pub(crate) fn close(a: &Tensor, b: &Tensor, tol: f32) {
+    let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(d <= tol, "max |a - b| = {d}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn close(a: &Tensor, b: &Tensor, tol: f32) {
-        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert!(d <= tol, "max |a - b| = {d}");
-    }
 
     #[test]
     fn the_fused_and_differentiable_forms_agree() {

@@ -321,10 +321,7 @@ mod tests {
     use super::*;
     use candle_core::Var;
 
-    fn close(a: &Tensor, b: &Tensor, tol: f32) {
-        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert!(d <= tol, "max |a - b| = {d}");
-    }
+    use crate::layers::close;
 
     #[test]
     fn both_max_pools_agree_and_the_training_one_has_a_gradient() {
