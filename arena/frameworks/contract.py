@@ -24,7 +24,8 @@ A runtime that compiles static-shape artifacts ahead of time (ONNX export, a lla
 to the prompt) declares a fourth parameter, `build(config, weights, ctx, inputs)`: it then receives
 the exact inputs of every workload it will run ({workload: {name: array}}), the same arrays its steps
 get later. Such a model may carry `conversion` (`arena.results.schema.Conversion`), recorded under
-prepare; `arena/frameworks/conversion.py` caches conversions in `ctx.convert_dir`.
+prepare; `arena/frameworks/conversion.py` caches conversions in `ctx.convert_dir`. `build_model` below is
+how callers (the cell, test adapters) call either form.
 
 Creating a Step does the untimed set-up (moving inputs to the device, filling a KV cache); `Step.run`
 is one timed iteration and must return only when the device has finished (the framework's own sync);
@@ -34,6 +35,7 @@ gradients as `grad/<official tensor name>` in PyTorch layout.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,3 +90,10 @@ def unsupported_reason(unsupported: dict[str, str], family: str, workload: str |
         if reason:
             return reason
     return ""
+
+
+def build_model(build: Callable, config: Any, weights: dict[str, np.ndarray], ctx: BuildContext, inputs: dict[str, dict[str, np.ndarray]]) -> Any:
+    """Call a family's `build`, handing it every workload's inputs only if it declares the parameter."""
+    if "inputs" in inspect.signature(build).parameters:
+        return build(config, weights, ctx, inputs)
+    return build(config, weights, ctx)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import importlib.metadata
-import inspect
 import os
 import sys
 import time
@@ -25,7 +24,7 @@ from arena.errors import ArenaError
 from arena.families import load_family
 from arena.families.base import WORKLOADS, rng_for
 from arena.frameworks import load_adapter
-from arena.frameworks.contract import BuildContext, unsupported_reason
+from arena.frameworks.contract import BuildContext, build_model, unsupported_reason
 from arena.results.compare import fingerprint
 from arena.results.schema import Metrics, Prepare, Result, WorkloadMetrics
 from arena.results.stats import summarize
@@ -102,8 +101,7 @@ def run_cell(job: CellJob, result: Result) -> None:
     tensors = weights.load(job.weights_files)
     weights.check_layout(tensors, family.parameter_shapes(preset.config), f"{spec.name} ({', '.join(job.weights_files)})")
     t1 = time.perf_counter()
-    takes_inputs = "inputs" in inspect.signature(impl.build).parameters
-    model = impl.build(preset.config, tensors, ctx, inputs) if takes_inputs else impl.build(preset.config, tensors, ctx)
+    model = build_model(impl.build, preset.config, tensors, ctx, inputs)
     del tensors
     t2 = time.perf_counter()
     # A conversion (ONNX export, GGUF writing) is a one-off of the deployment path, recorded on its own;

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import ctypes
 import importlib
-import inspect
 import os
 import time
 
 import numpy as np
 
-from arena.frameworks.contract import Step
+from arena.frameworks.contract import Step, build_model
 from tests.faults import wrapped_framework
 
 
@@ -31,9 +30,7 @@ def faulty(family: str):
             weights = dict(weights) | {name: weights[name] * np.float32(1.01)}
         # A private conversion folder: the cell's is keyed by the unperturbed weights' hash.
         wrapped_ctx = ctx.model_copy(update={"variant": "", "convert_dir": ""})
-        if "inputs" in inspect.signature(impl.build).parameters:  # an ahead-of-time runtime (see the contract)
-            return impl.build(config, weights, wrapped_ctx, inputs), ctx.variant, impl
-        return impl.build(config, weights, wrapped_ctx), ctx.variant, impl
+        return build_model(impl.build, config, weights, wrapped_ctx, inputs), ctx.variant, impl
 
     def inference(model, inputs) -> Step:
         step = model[2].inference(model[0], inputs)
