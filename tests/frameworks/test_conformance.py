@@ -46,12 +46,12 @@ def run_with_perturbed(run_matrix, model: str, framework: str, compared: tuple[s
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("framework", ["jax", "mlx", "candle"])
+@pytest.mark.parametrize("framework", ["jax", "mlx", "candle", "burn"])
 @pytest.mark.parametrize("model", SPEC_NAMES)
 def test_framework_passes_and_a_perturbed_weight_fails(run_matrix, model, framework):
     """Outputs, loss and every gradient of the hand-written implementation match the reference; the
     same implementation with one weight scaled by 1.01 does not."""
-    pytest.importorskip({"jax": "jax", "mlx": "mlx.core", "candle": "arena._native"}[framework])
+    pytest.importorskip({"jax": "jax", "mlx": "mlx.core", "candle": "arena._native", "burn": "arena._native"}[framework])
     cell = run_with_perturbed(run_matrix, model, framework, ("inference/", "latency/", "training/loss", "training/grads"))
     for workload in ("inference", "latency", "training"):
         assert getattr(cell.metrics, workload).problems == [], "no compilation inside the timed calls"

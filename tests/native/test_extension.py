@@ -1,6 +1,6 @@
-"""The Python surface of the Rust extension (arena._native): models built from the spec's config and the
-official-named weights, errors that name what is wrong, panics that become exceptions, thread pools sized
-from the environment, and the Rust unit tests themselves."""
+"""The Python surface of the Rust extension (arena._native), for each framework in it: models built from
+the spec's config and the official-named weights, errors that name what is wrong, panics that become
+exceptions, thread pools sized from the environment, and the Rust unit tests themselves."""
 
 from __future__ import annotations
 
@@ -25,12 +25,20 @@ CONFIG = SPEC.presets["tiny"].config
 WEIGHTS = weights.generate(SPEC, "tiny")
 
 
-def candle_llama(tensors: dict[str, np.ndarray]):
-    return native.CandleModel("llama", CONFIG.model_dump_json(), tensors)
+FRAMEWORKS = ["candle", "burn"]
+
+# How each framework words a wrongly shaped weight (Burn reports its own [in, out] Linear layout).
+WRONG_SHAPE = {"candle": r"{name}.*shape \[\d+, \d+\].*needs", "burn": r"Shape mismatch for '{name}'"}
+UNEXPECTED = {"candle": "lm_head.weight.*not a tensor of this model", "burn": "unexpected in the weights.*lm_head.weight"}
 
 
-def test_a_model_runs_its_workloads_and_names_its_outputs():
-    model = candle_llama(WEIGHTS)
+def llama(framework: str, tensors: dict[str, np.ndarray]):
+    return native.Model(framework, "llama", CONFIG.model_dump_json(), tensors)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_model_runs_its_workloads_and_names_its_outputs(framework):
+    model = llama(framework, WEIGHTS)
     assert model.parameter_names()[0] == "model.embed_tokens.weight" and len(model.parameter_names()) == len(WEIGHTS)
     family = load_family("llama")
     inputs = family.make_inputs(CONFIG, SPEC.presets["tiny"].workloads, "training", rng_for("test"))
@@ -42,22 +50,25 @@ def test_a_model_runs_its_workloads_and_names_its_outputs():
     assert out["loss"].dtype == np.float32 and np.isfinite(out["loss"])
 
 
-def test_a_wrongly_shaped_weight_is_an_exception_naming_the_tensor():
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_wrongly_shaped_weight_is_an_exception_naming_the_tensor(framework):
     name = "model.layers.1.self_attn.k_proj.weight"
-    with pytest.raises(RuntimeError, match=rf"{name}.*shape \[\d+, \d+\].*needs"):
-        candle_llama(WEIGHTS | {name: WEIGHTS[name][:-1]})
+    with pytest.raises(RuntimeError, match=WRONG_SHAPE[framework].format(name=name)):
+        llama(framework, WEIGHTS | {name: WEIGHTS[name][:-1]})
 
 
-def test_a_missing_or_unexpected_weight_is_an_exception_naming_it():
-    name = "model.norm.weight"
-    with pytest.raises(RuntimeError, match=f"{name}.*missing"):
-        candle_llama({k: v for k, v in WEIGHTS.items() if k != name})
-    with pytest.raises(RuntimeError, match="lm_head.weight.*not a tensor of this model"):
-        candle_llama(WEIGHTS | {"lm_head.weight": WEIGHTS["model.embed_tokens.weight"]})
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_missing_or_unexpected_weight_is_an_exception_naming_it(framework):
+    for name in ("model.norm.weight", "model.layers.0.mlp.up_proj.weight"):
+        with pytest.raises(RuntimeError, match=rf"missing.*{name}|{name}.*missing"):
+            llama(framework, {k: v for k, v in WEIGHTS.items() if k != name})
+    with pytest.raises(RuntimeError, match=UNEXPECTED[framework]):
+        llama(framework, WEIGHTS | {"lm_head.weight": WEIGHTS["model.embed_tokens.weight"]})
 
 
-def test_bad_inputs_and_calls_are_exceptions_with_the_reason():
-    model = candle_llama(WEIGHTS)
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_bad_inputs_and_calls_are_exceptions_with_the_reason(framework):
+    model = llama(framework, WEIGHTS)
     with pytest.raises(RuntimeError, match="run before setup"):
         model.run()
     with pytest.raises(RuntimeError, match='input "input_ids" is missing'):
@@ -67,20 +78,22 @@ def test_bad_inputs_and_calls_are_exceptions_with_the_reason():
     with pytest.raises(RuntimeError, match="unknown workload"):
         model.setup("serving", {})
     with pytest.raises(RuntimeError, match="llama config"):
-        native.CandleModel("llama", '{"vocab_size": "many"}', WEIGHTS)
+        native.Model(framework, "llama", '{"vocab_size": "many"}', WEIGHTS)
+    with pytest.raises(RuntimeError, match="no framework 'tensorflow'|no framework \"tensorflow\""):
+        native.Model("tensorflow", "llama", CONFIG.model_dump_json(), WEIGHTS)
 
 
 def test_a_panic_in_native_code_is_an_exception_and_the_process_lives_on():
     with pytest.raises(RuntimeError, match="panic in native code: deliberate"):
         native.panic_for_test("deliberate")
-    assert native.candle_version()  # still usable
+    assert dict(native.versions()).keys() == set(FRAMEWORKS)  # still usable
 
 
 def test_thread_pools_are_sized_from_the_cell_before_first_use():
-    code = "from arena import _native; print(dict(_native.thread_info()))"
+    code = "from arena import _native; print([dict(_native.thread_info(f)) for f in ('candle', 'burn')])"
     env = dict(os.environ, RAYON_NUM_THREADS="1", CANDLE_NUM_THREADS="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert eval(out) == {"candle_threads": 1, "rayon_threads": 1}
+    assert eval(out) == [{"candle_threads": 1, "rayon_threads": 1}, {"rayon_threads": 1}]
 
 
 @pytest.mark.slow

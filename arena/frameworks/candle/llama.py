@@ -1,5 +1,5 @@
 """llama in Candle: rust_ext/candle/src/llama.rs."""
 
-from arena.frameworks.candle.common import family_adapter
+from arena.frameworks.rust_native import family_adapter
 
-build, inference, latency, training = family_adapter("llama")
+build, inference, latency, training = family_adapter("candle", "llama")

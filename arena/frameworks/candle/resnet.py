@@ -1,5 +1,5 @@
 """resnet in Candle: rust_ext/candle/src/resnet.rs."""
 
-from arena.frameworks.candle.common import family_adapter
+from arena.frameworks.rust_native import family_adapter
 
-build, inference, latency, training = family_adapter("resnet")
+build, inference, latency, training = family_adapter("candle", "resnet")

@@ -1,5 +1,5 @@
 """whisper in Candle: rust_ext/candle/src/whisper.rs."""
 
-from arena.frameworks.candle.common import family_adapter
+from arena.frameworks.rust_native import family_adapter
 
-build, inference, latency, training = family_adapter("whisper")
+build, inference, latency, training = family_adapter("candle", "whisper")

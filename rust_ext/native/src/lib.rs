@@ -1,5 +1,5 @@
-//! `arena._native`: the Python face of the Rust frameworks. One class per framework, each a model kept
-//! resident between calls: `setup(workload, inputs)` (untimed), `run()` (timed), `fetch()` (untimed),
+//! `arena._native`: the Python face of the Rust frameworks (Candle, Burn). `Model(framework, family,
+//! ...)` is a model kept resident between calls: `setup(workload, inputs)` (untimed), `run()` (timed), `fetch()` (untimed),
 //! plus version and thread-pool queries.
 //!
 //! Inputs arrive as numpy arrays and are copied once into the framework's own storage (neither framework
@@ -66,28 +66,33 @@ fn numpy_dict<'py>(py: Python<'py>, arrays: Arrays) -> PyResult<Bound<'py, PyDic
     Ok(dict)
 }
 
-/// A model of one family in Candle, built from its config (the spec's validated config as JSON) and
-/// the official-named float32 weights.
+/// A model of one family in one Rust framework, built from its config (the spec's validated config as
+/// JSON) and the official-named float32 weights.
 #[pyclass(module = "arena._native")]
-struct CandleModel {
+struct Model {
     // A Python object may be reached from any thread; the lock is uncontended in a cell.
     model: Mutex<Box<dyn NativeModel>>,
 }
 
-impl CandleModel {
+impl Model {
     fn model(&self) -> PyResult<std::sync::MutexGuard<'_, Box<dyn NativeModel>>> {
         self.model.lock().map_err(|_| PyRuntimeError::new_err("the model is unusable after a panic in native code"))
     }
 }
 
 #[pymethods]
-impl CandleModel {
+impl Model {
     #[new]
-    #[pyo3(signature = (family, config_json, weights, device = "cpu"))]
-    fn new(py: Python<'_>, family: &str, config_json: &str, weights: &Bound<'_, PyDict>, device: &str) -> PyResult<Self> {
+    #[pyo3(signature = (framework, family, config_json, weights, device = "cpu"))]
+    fn new(py: Python<'_>, framework: &str, family: &str, config_json: &str, weights: &Bound<'_, PyDict>, device: &str) -> PyResult<Self> {
+        let build = match framework {
+            "candle" => arena_candle::build,
+            "burn" => arena_burn::build,
+            other => return Err(PyRuntimeError::new_err(format!("arena._native has no framework {other:?} (candle, burn)"))),
+        };
         let weights = host_arrays(weights)?;
-        let model = native(py, || arena_candle::build(family, config_json, weights, device))?;
-        Ok(CandleModel { model: Mutex::new(model) })
+        let model = native(py, || build(family, config_json, weights, device))?;
+        Ok(Model { model: Mutex::new(model) })
     }
 
     /// Untimed: the workload's inputs onto the device, caches filled.
@@ -119,16 +124,20 @@ impl CandleModel {
     }
 }
 
-/// The pinned Candle release compiled into this extension.
+/// The pinned release of each framework compiled into this extension.
 #[pyfunction]
-fn candle_version() -> &'static str {
-    arena_candle::CANDLE_VERSION
+fn versions() -> Vec<(&'static str, &'static str)> {
+    vec![("candle", arena_candle::CANDLE_VERSION), ("burn", arena_burn::BURN_VERSION)]
 }
 
-/// The thread-pool sizes the Rust frameworks really use, by name.
+/// The thread-pool sizes a framework really uses, by name.
 #[pyfunction]
-fn thread_info() -> Vec<(String, usize)> {
-    arena_candle::thread_info()
+fn thread_info(framework: &str) -> PyResult<Vec<(String, usize)>> {
+    match framework {
+        "candle" => Ok(arena_candle::thread_info()),
+        "burn" => Ok(arena_burn::thread_info()),
+        other => Err(PyRuntimeError::new_err(format!("arena._native has no framework {other:?} (candle, burn)"))),
+    }
 }
 
 /// Panics in native code (for the test that a panic becomes an exception, not an abort).
@@ -139,8 +148,8 @@ fn panic_for_test(py: Python<'_>, message: String) -> PyResult<()> {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<CandleModel>()?;
-    m.add_function(wrap_pyfunction!(candle_version, m)?)?;
+    m.add_class::<Model>()?;
+    m.add_function(wrap_pyfunction!(versions, m)?)?;
     m.add_function(wrap_pyfunction!(thread_info, m)?)?;
     m.add_function(wrap_pyfunction!(panic_for_test, m)?)?;
     Ok(())

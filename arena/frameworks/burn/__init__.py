@@ -1,0 +1,20 @@
+"""Burn: the five families written on burn-nn modules and Burn tensor ops in Rust (`rust_ext/burn/`),
+on burn-flex (Burn's pure-Rust CPU back-end) with autodiff, driven through the PyO3 extension
+`arena._native` (`arena/frameworks/rust_native.py`). Weights load through burn-store by the official
+names. Without the extension the cells are `unavailable` with the reason.
+"""
+
+from __future__ import annotations
+
+from arena.frameworks import rust_native
+from arena.frameworks.contract import BuildContext, Probe
+
+DISTRIBUTION = "arena"  # the extension is built from this repository; the Burn version is in `version`
+INSTALL_HINT = rust_native.INSTALL_HINT
+VARIANTS = {"": "burn-flex CPU back-end (gemm, SIMD, rayon) with autodiff, release build; Burn's fused attention op"}
+UNSUPPORTED: dict[str, str] = {}
+process_env = rust_native.thread_env
+
+
+def probe(ctx: BuildContext) -> Probe:
+    return rust_native.probe("burn", ctx, backend="Burn flex", settings={"backend": "burn-flex (eager, pure Rust)", "matmul": "gemm crate (pure Rust)"})

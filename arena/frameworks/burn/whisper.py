@@ -1,0 +1,5 @@
+"""whisper in Burn: rust_ext/burn/src/whisper.rs."""
+
+from arena.frameworks.rust_native import family_adapter
+
+build, inference, latency, training = family_adapter("burn", "whisper")

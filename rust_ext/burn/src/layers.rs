@@ -1,0 +1,175 @@
+//! What the Burn families share: inputs in, outputs and gradients out, rotate-half RoPE, attention
+//! with grouped K/V heads, causal-LM cross-entropy.
+
+use arena_common::array::get;
+use arena_common::{Arrays, HostArray, HostData, Result};
+use burn::module::Module;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::module::attention as fused_attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Gradients, Int, Tensor, TensorData};
+
+use crate::weights::Loaded;
+
+/// A float input [..] as a tensor on `device` (one copy into Burn's storage).
+pub fn input<const D: usize>(inputs: &Arrays, name: &str, device: &Device) -> Result<Tensor<D>> {
+    let array = get(inputs, name)?;
+    match &array.data {
+        HostData::F32(values) => Ok(Tensor::from_data(TensorData::new(values.clone(), array.shape.clone()), device)),
+        HostData::I64(_) => Err(arena_common::Error(format!("input {name:?} is int64; expected float32"))),
+    }
+}
+
+/// An integer input (token ids, labels) as an Int tensor on `device`.
+pub fn input_ids<const D: usize>(inputs: &Arrays, name: &str, device: &Device) -> Result<Tensor<D, Int>> {
+    let array = get(inputs, name)?;
+    match &array.data {
+        HostData::I64(values) => Ok(Tensor::from_data(TensorData::new(values.clone(), array.shape.clone()), device)),
+        HostData::F32(_) => Err(arena_common::Error(format!("input {name:?} is float32; expected int64"))),
+    }
+}
+
+/// Tensor data as a float32 host array (one copy out of Burn's storage).
+pub fn host(data: TensorData) -> Result<HostArray> {
+    let shape = data.shape().to_vec();
+    let values = data.convert::<f32>().try_into_vec::<f32>().map_err(|e| arena_common::Error(format!("{e:?}")))?;
+    HostArray::f32(shape, values)
+}
+
+/// A computed output, kept flat with its shape until `fetch` (outputs of different ranks in one list).
+pub struct Output {
+    name: &'static str,
+    shape: Vec<usize>,
+    flat: Tensor<1>,
+}
+
+/// The last call's results, kept until `fetch`.
+pub enum Last {
+    Empty,
+    /// The workload's outputs under the family's OUTPUTS names.
+    Outputs(Vec<Output>),
+    /// The loss value and the gradients (the loss tensor is not kept: it would hold its graph).
+    Training { loss: f32, grads: Gradients },
+}
+
+impl Last {
+    pub fn output<const D: usize>(name: &'static str, tensor: Tensor<D>) -> Last {
+        Last::outputs(vec![output(name, tensor)])
+    }
+
+    /// Several outputs; the clock stops only once they are computed (`settle`).
+    pub fn outputs(outputs: Vec<Output>) -> Last {
+        for out in &outputs {
+            settle(&out.flat);
+        }
+        Last::Outputs(outputs)
+    }
+
+    /// Backward from a scalar loss; returns once the gradients are computed.
+    pub fn from_loss(loss: Tensor<1>) -> Last {
+        let grads = loss.backward();
+        let device = loss.device();
+        let loss = loss.into_scalar::<f32>();
+        device.sync().expect("the device finishes the backward pass");
+        Last::Training { loss, grads }
+    }
+
+    /// The outputs as f32 host arrays; for training "loss" and `grad/<official name>` of every
+    /// trainable tensor, in PyTorch layout.
+    pub fn fetch<M: Module>(&self, loaded: &Loaded<M>) -> Result<Arrays> {
+        match self {
+            Last::Empty => Err(arena_common::Error("fetch before run".into())),
+            Last::Outputs(outputs) => outputs
+                .iter()
+                .map(|out| {
+                    let flat = host(out.flat.clone().into_data())?;
+                    Ok((out.name.to_string(), HostArray { shape: out.shape.clone(), data: flat.data }))
+                })
+                .collect(),
+            Last::Training { loss, grads } => {
+                let mut arrays = loaded.gradients(grads)?;
+                arrays.insert("loss".into(), HostArray::f32(vec![], vec![*loss])?);
+                Ok(arrays)
+            }
+        }
+    }
+}
+
+pub fn output<const D: usize>(name: &'static str, tensor: Tensor<D>) -> Output {
+    let shape = tensor.dims().to_vec();
+    Output { name, shape, flat: tensor.flatten::<1>(0, D - 1) }
+}
+
+/// Wait until `tensor` is computed: wait for the device, then read one element back (burn-flex runs
+/// ops eagerly, but the clock must not trust that).
+fn settle(tensor: &Tensor<1>) {
+    tensor.device().sync().expect("the device finishes the call");
+    let _ = tensor.clone().slice([0..1]).into_data();
+}
+
+/// cos/sin tables [positions, head_dim] for rotate-half RoPE (HF LLaMA layout: the frequencies are
+/// repeated over the two halves).
+pub fn rope_tables(positions: usize, head_dim: usize, theta: f64, device: &Device) -> (Tensor<2>, Tensor<2>) {
+    let half = head_dim / 2;
+    let mut cos = Vec::with_capacity(positions * head_dim);
+    let mut sin = Vec::with_capacity(positions * head_dim);
+    for p in 0..positions {
+        for i in 0..head_dim {
+            let freq = 1.0 / theta.powf((2 * (i % half)) as f64 / head_dim as f64);
+            let angle = (p as f64 * freq) as f32;
+            cos.push(angle.cos());
+            sin.push(angle.sin());
+        }
+    }
+    let table = |values| Tensor::from_data(TensorData::new(values, [positions, head_dim]), device);
+    (table(cos), table(sin))
+}
+
+/// Rotate-half RoPE on x [b, heads, t, d] at positions start..start + t. Burn's RotaryEncoding rotates
+/// interleaved pairs; permuting the q/k weights to use it would permute their gradients too.
+pub fn rope(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>, start: usize) -> Tensor<4> {
+    let [_, _, t, d] = x.dims();
+    let cos = cos.clone().narrow(0, start, t).unsqueeze::<4>();
+    let sin = sin.clone().narrow(0, start, t).unsqueeze::<4>();
+    let first = x.clone().narrow(3, 0, d / 2);
+    let second = x.clone().narrow(3, d / 2, d / 2);
+    let rotated = Tensor::cat(vec![second.neg(), first], 3);
+    x * cos + rotated * sin
+}
+
+/// Scaled dot-product attention of q [b, heads, t, d] over k/v [b, kv_heads, s, d] (each K/V head
+/// serves heads / kv_heads query heads); causal aligns the last query with the last key, as a decode
+/// step against a cache needs. Burn's fused attention op (burn-flex: naive or tiled flash kernel by
+/// size; under autodiff its differentiable composition).
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool) -> Tensor<4> {
+    let heads = q.dims()[1];
+    let (k, v) = (repeat_kv(k, heads), repeat_kv(v, heads));
+    fused_attention(q, k, v, None, None, AttentionModuleOptions { scale: None, softcap: None, is_causal: causal })
+}
+
+fn repeat_kv(x: Tensor<4>, heads: usize) -> Tensor<4> {
+    let [b, kv_heads, s, d] = x.dims();
+    if kv_heads == heads {
+        return x;
+    }
+    x.unsqueeze_dim::<5>(2).expand([b, kv_heads, heads / kv_heads, s, d]).reshape([b, heads, s, d])
+}
+
+/// Mean cross-entropy of logits [n, classes] against labels [n].
+pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    let n = labels.dims()[0];
+    let picked = log_softmax(logits, 1).gather(1, labels.reshape([n, 1]));
+    picked.mean().neg()
+}
+
+/// [b, t, heads * d] -> [b, heads, t, d]
+pub fn split_heads(x: Tensor<3>, heads: usize) -> Tensor<4> {
+    let [b, t, hd] = x.dims();
+    x.reshape([b, t, heads, hd / heads]).swap_dims(1, 2)
+}
+
+/// [b, heads, t, d] -> [b, t, heads * d]
+pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
+    let [b, heads, t, d] = x.dims();
+    x.swap_dims(1, 2).reshape([b, t, heads * d])
+}
