@@ -125,7 +125,7 @@ def label(r: Result) -> str:
 def ranked(entries: Iterable[Entry]) -> list[Entry]:
     """Verified entries that measured inference, fastest first."""
     timed = [e for e in entries if e.verified and median_ms(e, "inference") is not None]
-    return sorted(timed, key=lambda e: median_ms(e, "inference"))
+    return sorted(timed, key=lambda e: (median_ms(e, "inference"), label(e.result)))
 
 
 def by_group(entries: Iterable[Entry]) -> dict[tuple[str, str], list[Entry]]:
