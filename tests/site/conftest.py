@@ -21,9 +21,9 @@ FIXTURES = Path(__file__).parent / "fixtures" / "results"
 EVIL = "<script>window.__arena_pwned = 1</script>evil"  # the framework name of one fixture result
 
 
-def require_tool(name: str) -> str:
+def require_tool(name: str, *aliases: str) -> str:
     """The tool's path; a skip naming it where it is missing, or a failure in CI, which must have it."""
-    path = shutil.which(name)
+    path = next((found for n in (name, *aliases) if (found := shutil.which(n))), None)
     if path is None:
         message = f"{name} is not installed (apt-get install chromium / pip install -e '.[site]')"
         if os.environ.get("CI"):

@@ -36,7 +36,7 @@ def base_url(built: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser():
-    chromium = require_tool("chromium")
+    chromium = require_tool("chromium", "chromium-browser")  # Debian / Ubuntu names
     with playwright.sync_playwright() as p:
         # Playwright's own browser download is not used: Debian's chromium, found on PATH.
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
