@@ -9,7 +9,7 @@ import zipfile
 import pytest
 
 from arena.errors import ArenaError
-from arena.site.build import GENERATED, generate
+from arena.site.build import GENERATED, generate, nav
 from arena.site.charts import log_scale, wide_range
 from arena.site.html import md
 from arena.site.methodology import workload_meanings
@@ -132,3 +132,10 @@ def test_log_scale_where_the_range_is_wide():
     assert wide_range([10.0, 12_000.0]) and not wide_range([10.0, 200.0])
     scale, ticks = log_scale(20.0, 3000.0, 0.0, 300.0)
     assert ticks[0] == 10 and ticks[-1] == 10_000 and scale(100.0) == pytest.approx(100.0)
+
+
+def test_nav_titles_are_safe_slugs():
+    """The theme writes a page's nav title into <title> unescaped, so a result's model name never goes there as is."""
+    text = nav(["smollm2-135m", "</title><script>alert(1)</script>"])
+    assert '"smollm2-135m": "models/smollm2-135m.md"' in text
+    assert "<" not in text and '"title-script-alert-1-script": "models/title-script-alert-1-script.md"' in text
