@@ -50,7 +50,9 @@ def page(model: str, spec: ModelSpec | None, entries: Sequence[Entry], colors: d
     lines += architecture(spec) if spec else [f"No spec named {md(model)} in the specs folder: these results cannot be checked against one.", ""]
     for group, members in by_group(entries).items():
         lines += [f"## {md(group_title(group))} {{#{slug('-'.join(group))}}}", "", md(describe_platform(members[0].result)), ""]
-        lines += [block(bars_chart(members, colors), class_="arena-figure"), block(error_chart(members, colors), class_="arena-figure")]
+        lines += ["**Median time per call**, verified results; hover a bar for the spread.", "", block(bars_chart(members, colors), class_="arena-figure")]
+        lines += ["**Speed against numerical error**: the largest absolute difference of the inference outputs from the reference; a cross is a `fail`.", "",
+                  block(error_chart(members, colors), class_="arena-figure")]
         lines += [block(results_table(members), class_="arena-table"), ""]
     return "\n".join(lines)
 
