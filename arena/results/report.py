@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from itertools import groupby
 
-from arena.results.schema import Conversion, Result, WorkloadMetrics
+from arena.results.schema import Conversion, Metrics, Result, WorkloadMetrics
 
 COLUMNS = ("framework", "device", "status", "convert", "prepare", "inference", "latency", "training", "GFLOP/s", "peak mem", "× torch", "verdict")
 WORKLOADS = ("inference", "latency", "training")
@@ -37,15 +37,20 @@ def _row(r: Result, baseline: Result | None) -> list[str]:
         r.device,
         r.status,
         _conversion(m.prepare.conversion if m.prepare else None),
-        _ms(m.prepare.total_ms) if m.prepare else "—",
+        format_ms(m.prepare.total_ms) if m.prepare else "—",
         _workload(m.inference),
         _workload(m.latency),
         _workload(m.training),
         f"{gflops:.1f}" if gflops else "—",
-        _peak_memory(m),
+        format_peak_memory(m),
         _ratios(r, baseline),
-        r.correctness.verdict + (" (own output tol.)" if r.correctness.tolerance_note else ""),
+        verdict_label(r),
     ]
+
+
+def verdict_label(r: Result) -> str:
+    """The verdict, marked where the cell was judged by its framework's own declared output tolerance."""
+    return r.correctness.verdict + (" (own output tol.)" if r.correctness.tolerance_note else "")
 
 
 def ratio_to(r: Result, baseline: Result | None, workload: str) -> float | None:
@@ -66,7 +71,7 @@ def _ratios(r: Result, baseline: Result | None) -> str:
 
 def _conversion(c: Conversion | None) -> str:
     """The one-off conversion a deployment runtime needs (ONNX export, GGUF writing), apart from prepare."""
-    return "—" if c is None else _ms(c.ms) + (" (cached)" if c.cached else "")
+    return "—" if c is None else format_ms(c.ms) + (" (cached)" if c.cached else "")
 
 
 def _workload(w: WorkloadMetrics | None) -> str:
@@ -75,18 +80,23 @@ def _workload(w: WorkloadMetrics | None) -> str:
     if w.status != "ok" or w.stats is None:
         return w.status
     spread = f" ±{w.stats.cv:.0%}" if w.stats.cv >= 0.05 else ""
-    return _ms(w.stats.median_ms) + spread + (" !" if w.problems else "")
+    return format_ms(w.stats.median_ms) + spread + (" !" if w.problems else "")
 
 
-def _ms(ms: float) -> str:
+def format_ms(ms: float) -> str:
     return f"{ms / 1e3:.2f} s" if ms >= 1e4 else f"{ms:.1f} ms" if ms >= 1 else f"{ms * 1e3:.0f} µs"
 
 
-def _peak_memory(m) -> str:
-    """The accelerator's peak where the cell ran on one, else the process's resident peak."""
+def peak_memory(m: Metrics) -> tuple[int | None, bool]:
+    """The accelerator's peak where the cell ran on one (True), else the process's resident peak (False)."""
     device = max((w.peak_device_memory_bytes or 0 for w in (m.inference, m.latency, m.training) if w), default=0)
-    return f"{_bytes(device)} dev" if device else _bytes(m.peak_memory_bytes)
+    return (device, True) if device else (m.peak_memory_bytes, False)
 
 
-def _bytes(n: int | None) -> str:
+def format_peak_memory(m: Metrics) -> str:
+    value, on_device = peak_memory(m)
+    return format_bytes(value) + (" dev" if on_device else "")
+
+
+def format_bytes(n: int | None) -> str:
     return f"{n / 2**30:.2f} GiB" if n else "—"

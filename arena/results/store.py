@@ -15,7 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from arena.results.schema import Result
+from arena.errors import ArenaError
+from arena.results.schema import SCHEMA_VERSION, Result
 
 
 def result_path(results_dir: Path, platform_id: str, model: str, preset: str, file_stem: str) -> Path:
@@ -35,11 +36,26 @@ def write_json_atomic(path: Path, payload: Any) -> None:
         raise
 
 
-def read_result(path: Path) -> Result | None:
-    """A valid result, or None if the file is missing, truncated or of another schema."""
+def load_result(path: Path) -> Result:
+    """A valid result; a missing, truncated or foreign file is an ArenaError naming the file and the field."""
     try:
-        return Result.model_validate_json(path.read_text())
-    except (OSError, ValueError, ValidationError):
+        text = path.read_text()
+    except OSError as err:
+        raise ArenaError(f"{path}: cannot read: {err.strerror or err}") from None
+    try:
+        return Result.model_validate_json(text)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        more = f" (and {err.error_count() - 1} more problems)" if err.error_count() > 1 else ""
+        raise ArenaError(f"{path}: not a result of schema v{SCHEMA_VERSION}: {where}: {first['msg']}{more}") from None
+
+
+def read_result(path: Path) -> Result | None:
+    """A valid result, or None if the file is missing, truncated or of another schema (a re-run redoes it)."""
+    try:
+        return load_result(path)
+    except ArenaError:
         return None
 
 

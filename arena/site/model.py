@@ -1,0 +1,210 @@
+"""One page per model: its architecture from the spec, then per platform the charts and the full table.
+
+In the table the best value of each column among verified rows is bold; a `fail` row is marked and
+followed by a detail row with the checks that failed; a row computed on an older spec is marked and
+says so; a cell that did not run shows its status and reason instead of figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from arena.families import load_family
+from arena.families.base import WORKLOADS
+from arena.results.report import format_bytes, format_ms, peak_memory, verdict_label
+from arena.results.schema import WorkloadMetrics
+from arena.site import charts
+from arena.site.collect import Entry, by_group, describe_platform, group_title, label, median_ms, output_error
+from arena.site.html import block, esc, md, slug, table, tag
+from arena.specs import ModelSpec
+
+COLUMNS = ("framework (version, backend)", "prepare", "inference (p10–p90)", "latency", "training", "throughput", "GFLOP/s", "peak memory", "verdict")
+
+
+def _prepare(e: Entry) -> float | None:
+    p = e.result.metrics.prepare
+    return p.total_ms if p else None
+
+
+def _inference(e: Entry, field: str) -> float | None:
+    w = e.result.metrics.inference
+    return getattr(w, field) if w and w.status == "ok" else None
+
+
+# The numeric columns: how to read each from an entry, and whether lower or higher is better.
+METRICS: dict[str, tuple[Callable[[Entry], float | None], Callable]] = {
+    "prepare": (_prepare, min),
+    "inference": (lambda e: median_ms(e, "inference"), min),
+    "latency": (lambda e: median_ms(e, "latency"), min),
+    "training": (lambda e: median_ms(e, "training"), min),
+    "throughput": (lambda e: _inference(e, "throughput"), max),
+    "gflops": (lambda e: _inference(e, "gflops_per_s"), max),
+    "memory": (lambda e: peak_memory(e.result.metrics)[0], min),
+}
+
+
+def page(model: str, spec: ModelSpec | None, entries: Sequence[Entry], colors: dict[str, str]) -> str:
+    # The results table is wide: give it the table-of-contents column too.
+    lines = ["---", "hide: [toc]", "---", "", f"# {md(model)}", ""]
+    lines += architecture(spec) if spec else [f"No spec named {md(model)} in the specs folder: these results cannot be checked against one.", ""]
+    for group, members in by_group(entries).items():
+        lines += [f"## {md(group_title(group))} {{#{slug('-'.join(group))}}}", "", md(describe_platform(members[0].result)), ""]
+        lines += ["**Median time per call**, verified results; hover a bar for the spread.", "", block(bars_chart(members, colors), class_="arena-figure")]
+        lines += ["**Speed against numerical error**: the largest absolute difference of the inference outputs from the reference; a cross is a `fail`.", "",
+                  block(error_chart(members, colors), class_="arena-figure")]
+        lines += [block(results_table(members), class_="arena-table"), ""]
+    return "\n".join(lines)
+
+
+# ---- architecture ---------------------------------------------------------------------------------
+
+
+def architecture(spec: ModelSpec) -> list[str]:
+    """Family, reference, the full preset's config, its size and FLOPs per workload (from the family module)."""
+    preset = spec.presets["full"]
+    family = load_family(spec.family)
+    values = sum(math.prod(shape) for shape in family.parameter_shapes(preset.config).values())
+    config_rows = [tag("tr", tag("td", tag("code", esc(k))) + tag("td", esc("—" if v is None else v))) for k, v in preset.config.model_dump().items()]
+    workload_rows = []
+    for w in WORKLOADS:
+        count, unit = family.work_items(preset.workloads, w)
+        workload_rows.append(tag("tr", tag("td", w) + tag("td", f"{family.flops(preset.config, preset.workloads, w) / 1e9:,.1f}") + tag("td", esc(f"{count:g} {unit}"))))
+    return [
+        "## Architecture {#architecture}",
+        "",
+        md(spec.description),
+        "",
+        f"Family **{md(spec.family)}** · reference: {md(spec.reference)} · "
+        f"**{values / 1e6:,.1f} M** values in the state dict (parameters and buffers) · "
+        f"workload sizes and tolerances: [methodology](../methodology.md#{slug(spec.name)})",
+        "",
+        block(table(("config field (full preset)", "value"), config_rows), class_="arena-table"),
+        block(table(("workload", "GFLOP per call", "items per call"), workload_rows), class_="arena-table"),
+        "",
+    ]
+
+
+# ---- charts ---------------------------------------------------------------------------------------
+
+
+def bars_chart(entries: Sequence[Entry], colors: dict[str, str]) -> str:
+    """Median time per workload, one bar per verified framework (log scale where the range is wide)."""
+    groups = []
+    for w in WORKLOADS:
+        timed = sorted((e for e in entries if e.verified and median_ms(e, w) is not None), key=lambda e: median_ms(e, w))
+        bars = [charts.Bar(label(e.result), median_ms(e, w), colors[e.result.framework], f"{label(e.result)}, {w}: {_stats_title(getattr(e.result.metrics, w))}") for e in timed]
+        if bars:
+            groups.append((w, bars))
+    return charts.grouped_bars(groups, "median time per workload and framework")
+
+
+def error_chart(entries: Sequence[Entry], colors: dict[str, str]) -> str:
+    """Inference time against the largest absolute output error; failed results are crosses."""
+    points = []
+    for e in entries:
+        t, err = median_ms(e, "inference"), output_error(e)
+        if t is None or not err or e.spec_note or e.result.status != "ok":
+            continue  # the reference itself has no error; an older spec's numbers are not comparable
+        r = e.result
+        points.append(charts.Point(label(r), t, err, colors[r.framework], f"{label(r)}: {format_ms(t)}, max abs error {err:.2e} ({verdict_label(r)})", r.correctness.verdict == "fail"))
+    return charts.scatter(points, "inference time against numerical error", "inference median (log)", "max abs error (log)")
+
+
+# ---- table ----------------------------------------------------------------------------------------
+
+
+def results_table(entries: Sequence[Entry]) -> str:
+    best = {name: pick([v for e in entries if e.verified and (v := read(e)) is not None]) for name, (read, pick) in METRICS.items() if any(e.verified and read(e) is not None for e in entries)}
+    order = sorted(entries, key=_row_order)
+    return table(COLUMNS, [row for e in order for row in rows(e, best)])
+
+
+def _row_order(e: Entry) -> tuple:
+    """Verified rows fastest first, then the other measured rows (failed, unverified, older spec), then cells that did not run."""
+    rank = 0 if e.verified else 1 if e.result.status == "ok" else 2
+    return rank, median_ms(e, "inference") or math.inf, e.result.framework
+
+
+def rows(e: Entry, best: dict[str, float]) -> list[str]:
+    """The entry's row, plus a detail row for a failed verdict or an older spec."""
+    r = e.result
+    about = ", ".join(x for x in (r.framework_version, r.backend) if x)
+    first = tag("td", esc(label(r)) + ("<br>" + tag("small", esc(about)) if about else ""))
+    if r.status != "ok":
+        main = tag("tr", first + tag("td", tag("strong", esc(r.status)) + " — " + esc(e.reason), colspan=len(COLUMNS) - 1), class_=f"arena-status arena-{r.status}")
+        return [main]
+    cells = [
+        tag("td", _value(e, "prepare", best, format_ms), title=_prepare_title(e)),
+        _workload(e, "inference", best, spread=True),
+        _workload(e, "latency", best),
+        _workload(e, "training", best),
+        tag("td", _value(e, "throughput", best, lambda v: f"{v:,.1f} {r.metrics.inference.throughput_unit}")),
+        tag("td", _value(e, "gflops", best, lambda v: f"{v:,.1f}")),
+        tag("td", _value(e, "memory", best, lambda v: format_bytes(int(v)) + (" dev" if peak_memory(r.metrics)[1] else ""))),
+        tag("td", tag("span", esc(("✗ " if r.correctness.verdict == "fail" else "") + verdict_label(r)), title=verdict_title(e), class_="arena-verdict") + _error_note(e)),
+    ]
+    classes = " ".join(c for c, on in (("arena-fail", r.correctness.verdict == "fail"), ("arena-stale", bool(e.spec_note))) if on)
+    out = [tag("tr", first + "".join(cells), class_=classes)]
+    details = [*(_failed_checks(e) if r.correctness.verdict == "fail" else []), *([f"Older spec: {esc(e.spec_note)}; not ranked."] if e.spec_note else [])]
+    if details:
+        out.append(tag("tr", tag("td", "<br>".join(details), colspan=len(COLUMNS)), class_="arena-detail"))
+    return out
+
+
+def _value(e: Entry, metric: str, best: dict[str, float], fmt: Callable[[float], str]) -> str:
+    """The formatted figure, bold where it is the column's best among verified rows."""
+    value = METRICS[metric][0](e)
+    if value is None:
+        return "—"
+    shown = esc(fmt(value))
+    return tag("strong", shown) if e.verified and best.get(metric) == value else shown
+
+
+def _workload(e: Entry, workload: str, best: dict[str, float], spread: bool = False) -> str:
+    w: WorkloadMetrics | None = getattr(e.result.metrics, workload)
+    if w is None:
+        return tag("td", "—")
+    if w.status != "ok" or w.stats is None:
+        return tag("td", tag("span", esc(w.status), title=w.reason, class_="arena-reason"))
+    s = w.stats
+    spread_note = "<br>" + tag("small", esc(f"{format_ms(s.p10_ms)}–{format_ms(s.p90_ms)}")) if spread else ""
+    return tag("td", _value(e, workload, best, format_ms) + spread_note, title=_stats_title(w))
+
+
+def _stats_title(w: WorkloadMetrics | None) -> str:
+    if w is None or w.stats is None:
+        return ""
+    s = w.stats
+    problems = f"; problems: {'; '.join(w.problems)}" if w.problems else ""
+    return f"median {format_ms(s.median_ms)} over {s.n} calls, p10 {format_ms(s.p10_ms)}, p90 {format_ms(s.p90_ms)}, CV {s.cv:.1%}{problems}"
+
+
+def _prepare_title(e: Entry) -> str:
+    p = e.result.metrics.prepare
+    if p is None:
+        return ""
+    parts = [f"load {format_ms(p.load_ms)}", f"build {format_ms(p.build_ms)}"] + ([f"first call {format_ms(p.first_call_ms)}"] if p.first_call_ms else [])
+    if p.conversion:
+        c = p.conversion
+        parts.append(f"conversion ({c.tool}, not included) {format_ms(c.ms)}, {format_bytes(c.bytes)}" + (", cached" if c.cached else ""))
+    return ", ".join(parts)
+
+
+def verdict_title(e: Entry) -> str:
+    """Every check with its figures, for the hover text."""
+    c = e.result.correctness
+    lines = [f"{check.name}: {'ok' if check.passed else 'FAILED'} " + ", ".join(f"{k} {v:.3g}" for k, v in check.figures.items()) + (f" ({check.detail})" if check.detail else "") for check in c.checks]
+    notes = [n for n in (c.reason, c.tolerance_note and f"own output tolerance: {c.tolerance_note}", c.reference and f"reference: {c.reference}") if n]
+    return "\n".join(lines + notes)
+
+
+def _error_note(e: Entry) -> str:
+    err = output_error(e)
+    return "<br>" + tag("small", f"max abs {err:.1e}") if err else ""
+
+
+def _failed_checks(e: Entry) -> list[str]:
+    c = e.result.correctness
+    failed = [f"{esc(ch.name)}: " + esc(", ".join(f"{k} {v:.3g}" for k, v in ch.figures.items()) + (f" — {ch.detail}" if ch.detail else "")) for ch in c.checks if not ch.passed]
+    return ["<strong>fail</strong>: " + esc(c.reason or "a check failed"), *failed]

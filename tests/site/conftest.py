@@ -1,0 +1,53 @@
+"""The site tests' shared pieces: the fixture results, a generated docs folder and a real mkdocs build.
+
+Tools that are not Python packages (Debian's chromium, the actionlint binary) are required where CI
+runs (CI=true: .ci/run installs them) and skipped elsewhere with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from arena.site.build import Generated, generate
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).parent / "fixtures" / "results"
+EVIL = "<script>window.__arena_pwned = 1</script>evil"  # the framework name of one fixture result
+
+
+def require_tool(name: str, *aliases: str) -> str:
+    """The tool's path; a skip naming it where it is missing, or a failure in CI, which must have it."""
+    path = next((found for n in (name, *aliases) if (found := shutil.which(n))), None)
+    if path is None:
+        message = f"{name} is not installed (apt-get install chromium / pip install -e '.[site]')"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def docs(tmp_path_factory) -> tuple[Path, Generated]:
+    """A copy of the repo's mkdocs config and hand-written pages, with pages generated from the
+    committed results and the fixtures (two folders, four platforms)."""
+    root = tmp_path_factory.mktemp("site")
+    shutil.copy(REPO / "mkdocs.yml", root / "mkdocs.yml")
+    for hand_written in ("partials", "assets"):
+        shutil.copytree(REPO / "site" / hand_written, root / "site" / hand_written)
+    return root, generate([REPO / "results", FIXTURES], root / "site")
+
+
+@pytest.fixture(scope="session")
+def built(docs) -> Path:
+    """`mkdocs build --strict` of the generated docs: any warning (a broken link, a missing page) fails."""
+    root, _ = docs
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(root / "mkdocs.yml")],
+                          capture_output=True, text=True, env=os.environ | {"NO_MKDOCS_2_WARNING": "1"})
+    assert done.returncode == 0, done.stderr
+    return root / "site-build"
