@@ -173,3 +173,53 @@ pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
     let [b, heads, t, d] = x.dims();
     x.swap_dims(1, 2).reshape([b, t, heads * d])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::activation::softmax;
+    use burn::tensor::Distribution;
+
+    /// softmax(q k^T / sqrt(d) + causal mask aligned bottom-right) v, spelled out.
+    fn composed(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+        let [_, _, t, d] = q.dims();
+        let s = k.dims()[2];
+        let scores = q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt();
+        // true where the key is after the query's position (tril_mask marks what lies above the band)
+        let future = Tensor::<2, burn::tensor::Bool>::tril_mask([t, s], (s - t) as i64, &scores.device());
+        let scores = scores.mask_fill(future.unsqueeze::<4>().expand([1, 1, t, s]), f32::NEG_INFINITY);
+        softmax(scores, 3).matmul(v)
+    }
+
+    /// The sizes the full presets reach (Whisper's 1500 encoder positions, SD's 4096 latents) take
+    /// burn-flex's tiled flash kernel; the tiny presets only its naive one. Both must agree with the
+    /// composition, including a causal block of queries at the end of a longer key sequence.
+    #[test]
+    fn the_fused_attention_agrees_with_the_composition_on_both_kernels() {
+        let device = Device::flex();
+        for (t, s, causal) in [(8, 8, true), (600, 600, false), (300, 1000, true)] {
+            let rand = |len| Tensor::<4>::random([1, 2, len, 32], Distribution::Normal(0.0, 1.0), &device);
+            let (q, k, v) = (rand(t), rand(s), rand(s));
+            let fused = attention(q.clone(), k.clone(), v.clone(), causal);
+            let expected = if causal {
+                composed(q, k, v)
+            } else {
+                softmax(q.matmul(k.swap_dims(2, 3)) / (32f64).sqrt(), 3).matmul(v)
+            };
+            let diff = (fused - expected).abs().max().into_scalar::<f32>();
+            assert!(diff < 1e-4, "t={t} s={s} causal={causal}: max diff {diff}");
+        }
+    }
+
+    #[test]
+    fn rope_rotates_halves_and_keeps_position_zero() {
+        let device = Device::flex();
+        let (cos, sin) = rope_tables(4, 4, 10000.0, &device);
+        let x = Tensor::<4>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [1, 1, 1, 4]), &device);
+        let at0: Vec<f32> = rope(x.clone(), &cos, &sin, 0).into_data().try_to_vec().unwrap();
+        assert_eq!(at0, vec![1.0, 2.0, 3.0, 4.0]);
+        // Position 1, first frequency pair (x0, x2) rotated by 1 radian: x0 cos 1 - x2 sin 1.
+        let at1: Vec<f32> = rope(x, &cos, &sin, 1).into_data().try_to_vec().unwrap();
+        assert!((at1[0] - (1.0 * 1f32.cos() - 3.0 * 1f32.sin())).abs() < 1e-6, "{at1:?}");
+    }
+}
