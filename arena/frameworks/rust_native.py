@@ -43,13 +43,15 @@ def thread_env(ctx: BuildContext) -> dict[str, str]:
 
 
 def probe(framework: str, ctx: BuildContext, backend: str, settings: dict) -> Probe:
-    """Available on the CPU in fp32 (the families' dtype); records the pools really used."""
+    """Available on the devices this build has (GPU back-ends are Cargo features) in fp32 (the families'
+    dtype); records the pools really used."""
     import arena._native as _native
 
     version = dict(_native.versions())[framework]
-    if ctx.device != "cpu":
-        return Probe(available=False, reason=f"this build of arena._native has {framework}'s CPU back-end only (no {ctx.device!r})", version=version)
+    built = _native.devices(framework)
+    if ctx.device not in built:
+        return Probe(available=False, reason=f"this build of arena._native has {framework} on {built} only, not {ctx.device!r} (GPU back-ends are Cargo features, see README)", version=version)
     if ctx.dtype != "fp32":
         return Probe(available=False, reason=f"the {framework} families are built for fp32 (the weights file's dtype)", version=version)
     settings = {"threads": dict(_native.thread_info(framework)), "build_profile": "release", **settings}
-    return Probe(available=True, version=version, backend=f"{backend} {version} CPU", device_name="cpu", settings=settings)
+    return Probe(available=True, version=version, backend=f"{backend} {version} {ctx.device.upper()}", device_name=ctx.device, settings=settings)

@@ -66,12 +66,32 @@ impl<F: Family> NativeModel for Native<F> {
     }
 }
 
-/// The device a cell asks for. Only burn-flex (CPU) is compiled in; wgpu/cuda/metal would be Cargo
-/// features of `burn` and are not built.
+/// The devices this build can run on: burn-flex always; GPU back-ends when their Cargo feature is on.
+pub fn devices() -> Vec<&'static str> {
+    let mut names = vec!["cpu"];
+    if cfg!(feature = "cuda") {
+        names.push("cuda");
+    }
+    if cfg!(feature = "wgpu") {
+        names.push("wgpu");
+    }
+    if cfg!(feature = "metal") {
+        names.push("metal");
+    }
+    names
+}
+
+/// The device a cell asks for, by the matrix's device name.
 pub fn device(name: &str) -> Result<Device> {
     match name {
         "cpu" => Ok(Device::flex()),
-        other => Err(Error(format!("this build of the extension has no Burn device {other:?} (cpu = burn-flex only; wgpu/cuda/metal are Cargo features, not built)"))),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Device::cuda(0usize)),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        #[cfg(feature = "metal")]
+        "metal" => Ok(Device::metal(burn::tensor::DeviceKind::DefaultDevice)),
+        other => Err(Error(format!("this build of the extension has no Burn device {other:?} (built: {:?}; GPU back-ends are Cargo features of rust_ext/native: burn-cuda, burn-wgpu, burn-metal)", devices()))),
     }
 }
 

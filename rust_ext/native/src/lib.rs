@@ -88,7 +88,7 @@ impl Model {
         let build = match framework {
             "candle" => arena_candle::build,
             "burn" => arena_burn::build,
-            other => return Err(PyRuntimeError::new_err(format!("arena._native has no framework {other:?} (candle, burn)"))),
+            other => return Err(unknown_framework(other)),
         };
         let weights = host_arrays(weights)?;
         let model = native(py, || build(family, config_json, weights, device))?;
@@ -124,10 +124,24 @@ impl Model {
     }
 }
 
+fn unknown_framework(name: &str) -> PyErr {
+    PyRuntimeError::new_err(format!("arena._native has no framework {name:?} (candle, burn)"))
+}
+
 /// The pinned release of each framework compiled into this extension.
 #[pyfunction]
 fn versions() -> Vec<(&'static str, &'static str)> {
     vec![("candle", arena_candle::CANDLE_VERSION), ("burn", arena_burn::BURN_VERSION)]
+}
+
+/// The devices a framework can run on in this build (GPU back-ends are Cargo features).
+#[pyfunction]
+fn devices(framework: &str) -> PyResult<Vec<&'static str>> {
+    match framework {
+        "candle" => Ok(vec!["cpu"]),
+        "burn" => Ok(arena_burn::devices()),
+        other => Err(unknown_framework(other)),
+    }
 }
 
 /// The thread-pool sizes a framework really uses, by name.
@@ -136,7 +150,7 @@ fn thread_info(framework: &str) -> PyResult<Vec<(String, usize)>> {
     match framework {
         "candle" => Ok(arena_candle::thread_info()),
         "burn" => Ok(arena_burn::thread_info()),
-        other => Err(PyRuntimeError::new_err(format!("arena._native has no framework {other:?} (candle, burn)"))),
+        other => Err(unknown_framework(other)),
     }
 }
 
@@ -151,6 +165,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(versions, m)?)?;
     m.add_function(wrap_pyfunction!(thread_info, m)?)?;
+    m.add_function(wrap_pyfunction!(devices, m)?)?;
     m.add_function(wrap_pyfunction!(panic_for_test, m)?)?;
     Ok(())
 }
