@@ -17,6 +17,7 @@ use crate::weights::Loaded;
 pub mod layers;
 pub mod llama;
 pub mod weights;
+pub mod whisper;
 
 /// The pinned Burn release (rust_ext/Cargo.toml); a test checks it against Cargo.lock.
 pub const BURN_VERSION: &str = "0.22.1";
@@ -100,6 +101,7 @@ pub fn build(family: &str, config_json: &str, weights: Arrays, device_name: &str
     let device = device(device_name)?;
     match family {
         "llama" => llama::build(config_json, weights, &device),
+        "whisper" => whisper::build(config_json, weights, &device),
         other => Err(Error(format!("Burn has no family {other:?}"))),
     }
 }
