@@ -227,12 +227,11 @@ impl VlaExpert {
     }
 
     /// The expert's layers and final norm on the suffix x [B, S, hidden].
-    fn expert(&self, m: &Policy, x: Tensor<3>, prefix: &Prefix) -> Tensor<3> {
+    fn expert(&self, m: &Policy, mut x: Tensor<3>, prefix: &Prefix) -> Tensor<3> {
         let c = &self.cfg;
         let (heads, kv_heads) = (c.num_attention_heads, c.num_key_value_heads);
         let (cos, sin) = (&prefix.cos, &prefix.sin);
         let expert = &m.model.vlm_with_expert.lm_expert;
-        let mut x = x;
         for (block, cached) in expert.layers.iter().zip(&prefix.layers) {
             let a = &block.self_attn;
             let h = block.input_layernorm.forward(x.clone());
