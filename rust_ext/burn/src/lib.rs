@@ -16,6 +16,7 @@ use crate::weights::Loaded;
 
 pub mod layers;
 pub mod llama;
+pub mod resnet;
 pub mod vla_expert;
 pub mod weights;
 pub mod whisper;
@@ -104,6 +105,7 @@ pub fn build(family: &str, config_json: &str, weights: Arrays, device_name: &str
         "llama" => llama::build(config_json, weights, &device),
         "whisper" => whisper::build(config_json, weights, &device),
         "vla_expert" => vla_expert::build(config_json, weights, &device),
+        "resnet" => resnet::build(config_json, weights, &device),
         other => Err(Error(format!("Burn has no family {other:?}"))),
     }
 }

@@ -16,7 +16,7 @@ use arena_common::{Arrays, Error, HostArray, HostData, Result};
 
 use crate::layers::host;
 use burn::module::{Module, ModuleMapper, Param};
-use burn::store::{bridge, BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter};
+use burn::store::{bridge, ApplyError, BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter};
 use burn::tensor::{Gradients, Tensor, TensorData};
 
 /// (official-name fragment, module-path fragment) pairs, for names a Burn module tree cannot spell
@@ -46,7 +46,7 @@ impl<M: Module> Loaded<M> {
         let official = |path: &str| official_name(path, renames);
         let mut problems = Vec::new();
         if !result.errors.is_empty() {
-            problems.push(format!("wrong tensors (shapes in Burn's layout: Linear weights are [in, out]): {}", result.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")));
+            problems.push(format!("wrong tensors (shapes in Burn's layout: Linear weights are [in, out]): {}", result.errors.iter().map(|e| describe(e, renames)).collect::<Vec<_>>().join("; ")));
         }
         if !result.missing.is_empty() {
             problems.push(format!("missing from the weights: {}", result.missing.iter().map(|(path, _)| official(path)).collect::<Vec<_>>().join(", ")));
@@ -124,13 +124,22 @@ impl ModuleMapper for GradMapper<'_> {
 
 /// The official name of a module path: the renames backwards, and the adapter's norm renames
 /// (gamma/beta are weight/bias in PyTorch).
-fn official_name(path: &str, renames: Renames) -> String {
+pub fn official_name(path: &str, renames: Renames) -> String {
     let name = renames.iter().fold(path.to_string(), |name, (hf, burn)| name.replace(burn, hf));
     match name.rsplit_once('.') {
         Some((module, "gamma")) => format!("{module}.weight"),
         Some((module, "beta")) => format!("{module}.bias"),
         _ => name,
     }
+}
+
+/// burn-store's message for a tensor it could not apply, naming the tensor by its official name (it
+/// names the module path).
+fn describe(error: &ApplyError, renames: Renames) -> String {
+    let path = match error {
+        ApplyError::ShapeMismatch { path, .. } | ApplyError::DTypeMismatch { path, .. } | ApplyError::AdapterError { path, .. } | ApplyError::LoadError { path, .. } => path,
+    };
+    error.to_string().replace(&format!("'{path}'"), &format!("'{}'", official_name(path, renames)))
 }
 
 fn regex_literal(text: &str) -> String {
