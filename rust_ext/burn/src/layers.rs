@@ -139,11 +139,16 @@ pub fn rope(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>, start: usize) -> Ten
 
 /// Scaled dot-product attention of q [b, heads, t, d] over k/v [b, kv_heads, s, d] (each K/V head
 /// serves heads / kv_heads query heads); causal aligns the last query with the last key, as a decode
-/// step against a cache needs. Burn's fused attention op (burn-flex: naive or tiled flash kernel by
-/// size; under autodiff its differentiable composition).
+/// step against a cache needs. Burn's fused attention op: burn-flex's naive or tiled flash kernel by
+/// size, which shares K/V heads itself; under autodiff its differentiable composition, whose matmul
+/// needs the K/V heads repeated.
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool) -> Tensor<4> {
-    let heads = q.dims()[1];
-    let (k, v) = (repeat_kv(k, heads), repeat_kv(v, heads));
+    let (k, v) = if q.is_autodiff() {
+        let heads = q.dims()[1];
+        (repeat_kv(k, heads), repeat_kv(v, heads))
+    } else {
+        (k, v)
+    };
     fused_attention(q, k, v, None, None, AttentionModuleOptions { scale: None, softcap: None, is_causal: causal })
 }
 
@@ -198,9 +203,11 @@ mod tests {
     fn the_fused_attention_agrees_with_the_composition_on_both_kernels() {
         let device = Device::flex();
         for (t, s, causal) in [(8, 8, true), (600, 600, false), (300, 1000, true)] {
-            let rand = |len| Tensor::<4>::random([1, 2, len, 32], Distribution::Normal(0.0, 1.0), &device);
-            let (q, k, v) = (rand(t), rand(s), rand(s));
+            // Two query heads share one K/V head (grouped-query attention).
+            let rand = |heads, len| Tensor::<4>::random([1, heads, len, 32], Distribution::Normal(0.0, 1.0), &device);
+            let (q, k, v) = (rand(2, t), rand(1, s), rand(1, s));
             let fused = attention(q.clone(), k.clone(), v.clone(), causal);
+            let (k, v) = (repeat_kv(k, 2), repeat_kv(v, 2));
             let expected = if causal {
                 composed(q, k, v)
             } else {
