@@ -16,6 +16,7 @@ use crate::weights::Loaded;
 
 pub mod layers;
 pub mod llama;
+pub mod unet2d_condition;
 pub mod weights;
 
 /// The pinned Burn release (rust_ext/Cargo.toml); a test checks it against Cargo.lock.
@@ -80,6 +81,7 @@ pub fn build(family: &str, config_json: &str, weights: Arrays, device_name: &str
     let device = device(device_name)?;
     match family {
         "llama" => llama::build(config_json, weights, &device),
+        "unet2d_condition" => unet2d_condition::build(config_json, weights, &device),
         other => Err(Error(format!("Burn has no family {other:?}"))),
     }
 }
