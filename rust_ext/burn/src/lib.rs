@@ -17,6 +17,7 @@ use crate::weights::Loaded;
 pub mod layers;
 pub mod llama;
 pub mod resnet;
+pub mod unet2d_condition;
 pub mod vla_expert;
 pub mod weights;
 pub mod whisper;
@@ -106,6 +107,7 @@ pub fn build(family: &str, config_json: &str, weights: Arrays, device_name: &str
         "whisper" => whisper::build(config_json, weights, &device),
         "vla_expert" => vla_expert::build(config_json, weights, &device),
         "resnet" => resnet::build(config_json, weights, &device),
+        "unet2d_condition" => unet2d_condition::build(config_json, weights, &device),
         other => Err(Error(format!("Burn has no family {other:?}"))),
     }
 }

@@ -9,6 +9,9 @@
 //! Gradients: the tracked module is mapped to one whose parameters hold their gradients and collected
 //! with `BurnToPyTorchAdapter`, so gradients leave by the same names and in the same layout as the
 //! weights came in ([out, in] Linear weights, weight/bias norms).
+//!
+//! An enum in a module tree (a layer whose type the config picks, e.g. the UNet's Conv2d-or-Linear
+//! projections) adds nothing to a path: its variant name is not part of the official name.
 
 use std::collections::BTreeSet;
 
@@ -42,7 +45,7 @@ impl<M: Module> Loaded<M> {
         let remapper = KeyRemapper::from_patterns(renames.iter().map(|(hf, burn)| (regex_literal(hf), burn.to_string())).collect())
             .map_err(|e| Error(format!("renames: {e}")))?;
         let (tensors, _) = remapper.remap(tensors);
-        let result = train.apply(tensors, None, Some(Box::new(PyTorchToBurnAdapter)), false);
+        let result = train.apply(tensors, None, Some(Box::new(PyTorchToBurnAdapter)), SKIP_ENUM_VARIANTS);
         let official = |path: &str| official_name(path, renames);
         let mut problems = Vec::new();
         if !result.errors.is_empty() {
@@ -76,7 +79,7 @@ impl<M: Module> Loaded<M> {
             return Err(Error(format!("no gradient reached {}", names.join(", "))));
         }
         let mut arrays = Arrays::new();
-        for tensor in grad_module.collect(None, Some(Box::new(BurnToPyTorchAdapter)), false) {
+        for tensor in grad_module.collect(None, Some(Box::new(BurnToPyTorchAdapter)), SKIP_ENUM_VARIANTS) {
             if mapper.frozen.contains(&tensor.name) {
                 continue;
             }
@@ -98,12 +101,16 @@ struct GradMapper<'a> {
 }
 
 impl ModuleMapper for GradMapper<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        if !is_enum_variant(container_type) {
+            self.path.push(name.to_string());
+        }
     }
 
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+    fn exit_module(&mut self, _name: &str, container_type: &str) {
+        if !is_enum_variant(container_type) {
+            self.path.pop();
+        }
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -120,6 +127,15 @@ impl ModuleMapper for GradMapper<'_> {
             }
         }
     }
+}
+
+/// Enum variants are left out of module paths (burn-store's `skip_enum_variants`), here and in the
+/// gradient names alike.
+const SKIP_ENUM_VARIANTS: bool = true;
+
+/// burn-derive enters an enum's variant as a module of container type `Enum:<name>`.
+fn is_enum_variant(container_type: &str) -> bool {
+    SKIP_ENUM_VARIANTS && container_type.starts_with("Enum:")
 }
 
 /// The official name of a module path: the renames backwards, and the adapter's norm renames
