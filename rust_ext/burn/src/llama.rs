@@ -12,7 +12,6 @@ use arena_common::{Arrays, NativeModel, Result, Workload};
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::silu;
-use burn::tensor::module::linear as linear_fn;
 use burn::tensor::{Device, Int, Tensor};
 
 use crate::layers::{self, Last};
@@ -144,7 +143,7 @@ impl Llama {
         let logits = match &m.lm_head {
             Some(head) => head.forward(x),
             // burn's linear takes [in, out]: the [vocab, hidden] embedding transposed.
-            None => linear_fn(x, m.model.embed_tokens.weight.val().transpose(), None),
+            None => layers::tied_head(x, m.model.embed_tokens.weight.val()),
         };
         (logits, present)
     }

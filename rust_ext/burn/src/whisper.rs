@@ -20,7 +20,6 @@ use burn::module::Module;
 use burn::nn::conv::{Conv1d, Conv1dConfig};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig1d};
 use burn::tensor::activation::gelu;
-use burn::tensor::module::linear as linear_fn;
 use burn::tensor::{Device, Int, Tensor};
 
 use crate::layers::{self, Last};
@@ -219,7 +218,7 @@ impl Decoder {
         }
         let x = self.layer_norm.forward(x);
         // proj_out is tied: burn's linear takes [in, out], the [vocab, d] embedding transposed.
-        (linear_fn(x, self.embed_tokens.weight.val().transpose(), None), present)
+        (layers::tied_head(x, self.embed_tokens.weight.val()), present)
     }
 }
 
