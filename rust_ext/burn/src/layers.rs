@@ -4,12 +4,69 @@
 use arena_common::array::get;
 use arena_common::{Arrays, HostArray, HostData, Result};
 use burn::module::Module;
-use burn::tensor::activation::log_softmax;
+use burn::nn::{Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::tensor::activation::{log_softmax, silu};
 use burn::tensor::module::{attention as fused_attention, linear};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Gradients, Int, Tensor, TensorData};
 
 use crate::weights::Loaded;
+
+/// A LLaMA decoder layer's modules (SmolLM2, the SmolVLA expert): pre-norm RMSNorms around attention
+/// projections without biases and a SwiGLU MLP. K/V read `kv_in` features: the hidden state, or the
+/// VLM's cached K/V in the expert's cross-attention layers. The families write the forward.
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    pub input_layernorm: RmsNorm,
+    pub self_attn: Projections,
+    pub post_attention_layernorm: RmsNorm,
+    pub mlp: Mlp,
+}
+
+/// Sizes of a `DecoderLayer`.
+pub struct DecoderSizes {
+    pub hidden: usize,
+    pub q: usize,
+    pub kv: usize,
+    pub kv_in: usize,
+    pub intermediate: usize,
+    pub rms_norm_eps: f64,
+}
+
+impl DecoderLayer {
+    pub fn new(s: &DecoderSizes, device: &Device) -> Self {
+        let linear = |d_in, d_out| LinearConfig::new(d_in, d_out).with_bias(false).init(device);
+        let norm = || RmsNormConfig::new(s.hidden).with_epsilon(s.rms_norm_eps).init(device);
+        DecoderLayer {
+            input_layernorm: norm(),
+            self_attn: Projections { q_proj: linear(s.hidden, s.q), k_proj: linear(s.kv_in, s.kv), v_proj: linear(s.kv_in, s.kv), o_proj: linear(s.q, s.hidden) },
+            post_attention_layernorm: norm(),
+            mlp: Mlp { gate_proj: linear(s.hidden, s.intermediate), up_proj: linear(s.hidden, s.intermediate), down_proj: linear(s.intermediate, s.hidden) },
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Projections {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+}
+
+/// LLaMA's MLP: down(silu(gate(x)) * up(x)), no biases.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+impl Mlp {
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        self.down_proj.forward(silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x))
+    }
+}
 
 /// A float input [..] as a tensor on `device` (one copy into Burn's storage).
 pub fn input<const D: usize>(inputs: &Arrays, name: &str, device: &Device) -> Result<Tensor<D>> {

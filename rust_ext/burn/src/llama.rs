@@ -11,10 +11,9 @@ use arena_common::config::{self, Llama as Config};
 use arena_common::{Arrays, NativeModel, Result, Workload};
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor};
 
-use crate::layers::{self, Last};
+use crate::layers::{self, DecoderLayer, DecoderSizes, Last};
 use crate::weights::{Loaded, Renames};
 use crate::{Family, Native};
 
@@ -39,31 +38,8 @@ pub struct CausalLm {
 #[derive(Module, Debug)]
 struct Body {
     embed_tokens: Embedding,
-    layers: Vec<Block>,
+    layers: Vec<DecoderLayer>,
     norm: RmsNorm,
-}
-
-#[derive(Module, Debug)]
-struct Block {
-    input_layernorm: RmsNorm,
-    self_attn: SelfAttention,
-    post_attention_layernorm: RmsNorm,
-    mlp: Mlp,
-}
-
-#[derive(Module, Debug)]
-struct SelfAttention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
-}
-
-#[derive(Module, Debug)]
-struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
 }
 
 fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
@@ -74,21 +50,11 @@ impl CausalLm {
     fn new(c: &Config, device: &Device) -> Self {
         let (h, d, i) = (c.hidden_size, c.head_dim(), c.intermediate_size);
         let norm = || RmsNormConfig::new(h).with_epsilon(c.rms_norm_eps).init(device);
-        let block = || Block {
-            input_layernorm: norm(),
-            self_attn: SelfAttention {
-                q_proj: linear(h, c.num_attention_heads * d, device),
-                k_proj: linear(h, c.num_key_value_heads * d, device),
-                v_proj: linear(h, c.num_key_value_heads * d, device),
-                o_proj: linear(c.num_attention_heads * d, h, device),
-            },
-            post_attention_layernorm: norm(),
-            mlp: Mlp { gate_proj: linear(h, i, device), up_proj: linear(h, i, device), down_proj: linear(i, h, device) },
-        };
+        let sizes = DecoderSizes { hidden: h, q: c.num_attention_heads * d, kv: c.num_key_value_heads * d, kv_in: h, intermediate: i, rms_norm_eps: c.rms_norm_eps };
         CausalLm {
             model: Body {
                 embed_tokens: EmbeddingConfig::new(c.vocab_size, h).init(device),
-                layers: (0..c.num_hidden_layers).map(|_| block()).collect(),
+                layers: (0..c.num_hidden_layers).map(|_| DecoderLayer::new(&sizes, device)).collect(),
                 norm: norm(),
             },
             lm_head: (!c.tie_word_embeddings).then(|| linear(h, c.vocab_size, device)),
@@ -135,8 +101,7 @@ impl Llama {
             let attn = layers::merge_heads(layers::attention(q, k_all, v_all, true));
             x = x + a.o_proj.forward(attn);
             let h = block.post_attention_layernorm.forward(x.clone());
-            let mlp = &block.mlp;
-            x = x + mlp.down_proj.forward(silu(mlp.gate_proj.forward(h.clone())) * mlp.up_proj.forward(h));
+            x = x + block.mlp.forward(h);
             present.push((k, v));
         }
         let x = m.model.norm.forward(x);

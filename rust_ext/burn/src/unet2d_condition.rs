@@ -22,6 +22,7 @@
 //! onto named fields. proj_in / proj_out are an enum (Conv2d or Linear by config) whose variant name
 //! is not part of the path (weights.rs).
 
+use arena_common::tables;
 use arena_common::array::get;
 use arena_common::config::{self, HeadsPerLevel, Unet as Config};
 use arena_common::{Arrays, Error, HostData, NativeModel, Result, Workload};
@@ -458,25 +459,10 @@ impl UNet2DConditionModel {
     }
 }
 
-/// diffusers get_timestep_embedding (max_period 10000, scale 1) in f32 as torch computes it:
-/// exponent_i = (-ln 10000 * i) / (half - shift), angle = t * exp(exponent), then [sin, cos] (or
-/// [cos, sin] with flip_sin_to_cos). [b] -> [b, dim].
+/// diffusers get_timestep_embedding as a [b, dim] tensor (arena_common::tables).
 fn timestep_sinusoid(timesteps: &[i64], dim: usize, flip_sin_to_cos: bool, freq_shift: f64, device: &Device) -> Tensor<2> {
-    let half = dim / 2;
-    let log_period = -(10000f64.ln()) as f32;
-    let denom = (half as f64 - freq_shift) as f32;
-    let freqs: Vec<f32> = (0..half).map(|i| ((log_period * i as f32) / denom).exp()).collect();
-    let mut out = Vec::with_capacity(timesteps.len() * dim);
-    for &t in timesteps {
-        let angles = freqs.iter().map(|f| t as f32 * f);
-        let (sin, cos) = (angles.clone().map(f32::sin), angles.map(f32::cos));
-        if flip_sin_to_cos {
-            out.extend(cos.chain(sin));
-        } else {
-            out.extend(sin.chain(cos));
-        }
-    }
-    Tensor::from_data(TensorData::new(out, [timesteps.len(), dim]), device)
+    let values = tables::timestep_sinusoid(timesteps, dim, flip_sin_to_cos, freq_shift);
+    Tensor::from_data(TensorData::new(values, [timesteps.len(), dim]), device)
 }
 
 // ---- the workloads --------------------------------------------------------------------------------
@@ -553,18 +539,5 @@ impl Family for Unet {
 
     fn loaded(&self) -> &Loaded<UNet2DConditionModel> {
         &self.loaded
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_timestep_sinusoid_is_diffusers_ordering() {
-        let t = timestep_sinusoid(&[0, 3], 4, true, 0.0, &Device::flex()).into_data().to_vec::<f32>().unwrap();
-        assert_eq!(t[..4], [1.0, 1.0, 0.0, 0.0]); // cos first with flip_sin_to_cos
-        assert!((t[4] - 3f32.cos()).abs() < 1e-6 && (t[6] - 3f32.sin()).abs() < 1e-6);
-        assert!((t[5] - 0.03f32.cos()).abs() < 1e-6); // freq 10000^(-1/2)
     }
 }

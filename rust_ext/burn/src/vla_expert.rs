@@ -20,7 +20,7 @@ use burn::nn::{Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::layers::{self, Last};
+use crate::layers::{self, DecoderLayer, DecoderSizes, Last};
 use crate::weights::{Loaded, Renames};
 use crate::{Family, Native};
 
@@ -58,57 +58,19 @@ struct WithExpert {
 /// transformers' LlamaModel without embed_tokens.
 #[derive(Module, Debug)]
 struct Expert {
-    layers: Vec<Block>,
+    layers: Vec<DecoderLayer>,
     norm: RmsNorm,
-}
-
-#[derive(Module, Debug)]
-struct Block {
-    input_layernorm: RmsNorm,
-    self_attn: Attention,
-    post_attention_layernorm: RmsNorm,
-    mlp: Mlp,
-}
-
-/// k_proj/v_proj read the actions' hidden state in self-attention layers, the VLM's cached K/V
-/// (vlm_kv_dim wide) in cross-attention layers.
-#[derive(Module, Debug)]
-struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
-}
-
-#[derive(Module, Debug)]
-struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
-}
-
-impl Mlp {
-    /// LlamaMLP: down(silu(gate(x)) * up(x)).
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.down_proj.forward(silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x))
-    }
 }
 
 impl Policy {
     fn new(c: &Config, device: &Device) -> Self {
         let (h, d, a) = (c.hidden_size, c.head_dim, c.max_action_dim);
         let (q, kv) = (c.num_attention_heads * d, c.num_key_value_heads * d);
-        let linear = |d_in, d_out| LinearConfig::new(d_in, d_out).with_bias(false).init(device);
         let biased = |d_in, d_out| LinearConfig::new(d_in, d_out).init(device);
         let norm = || RmsNormConfig::new(h).with_epsilon(c.rms_norm_eps).init(device);
         let block = |l: usize| {
             let kv_in = if c.is_self_attn(l) { h } else { c.vlm_kv_dim() };
-            Block {
-                input_layernorm: norm(),
-                self_attn: Attention { q_proj: linear(h, q), k_proj: linear(kv_in, kv), v_proj: linear(kv_in, kv), o_proj: linear(q, h) },
-                post_attention_layernorm: norm(),
-                mlp: Mlp { gate_proj: linear(h, c.intermediate_size), up_proj: linear(h, c.intermediate_size), down_proj: linear(c.intermediate_size, h) },
-            }
+            DecoderLayer::new(&DecoderSizes { hidden: h, q, kv, kv_in, intermediate: c.intermediate_size, rms_norm_eps: c.rms_norm_eps }, device)
         };
         Policy {
             model: FlowMatching {
@@ -122,44 +84,16 @@ impl Policy {
     }
 }
 
-/// lerobot apply_rope's angles for positions 0..n in float32 as there (timescale = max_wavelength ^
-/// ((2 / d) * i), radians = position / timescale), as the cos/sin tables [n, head_dim] of
-/// `layers::rope` (the half-width angles repeated over both halves).
-fn rope_tables(n: usize, head_dim: usize, max_wavelength: f64, device: &Device) -> (Tensor<2>, Tensor<2>) {
-    let half = head_dim / 2;
-    let scale = 2.0f32 / head_dim as f32;
-    let timescale: Vec<f32> = (0..half).map(|i| (max_wavelength as f32).powf(scale * i as f32)).collect();
-    let (mut cos, mut sin) = (Vec::with_capacity(n * head_dim), Vec::with_capacity(n * head_dim));
-    for p in 0..n {
-        let radians: Vec<f32> = timescale.iter().map(|t| p as f32 / t).collect();
-        for _ in 0..2 {
-            cos.extend(radians.iter().map(|r| r.cos()));
-            sin.extend(radians.iter().map(|r| r.sin()));
-        }
-    }
-    let table = |values| Tensor::from_data(TensorData::new(values, [n, head_dim]), device);
-    (table(cos), table(sin))
-}
-
-/// lerobot create_sinusoidal_pos_embedding of the times [B] -> [B, hidden_size] values: sin half then
-/// cos half, computed in float64 (torch.linspace's two-sided formula for the fractions), rounded to
-/// float32. The periods go down to 4 ms, so a float32 angle would move the output measurably.
-fn time_embedding(times: &[f32], cfg: &Config) -> Vec<f32> {
-    let n = cfg.hidden_size / 2;
-    let step = if n > 1 { 1.0 / (n - 1) as f64 } else { 0.0 };
-    let fraction = |i: usize| if i < n / 2 { step * i as f64 } else { 1.0 - step * (n - 1 - i) as f64 };
-    let cycles: Vec<f64> = (0..n)
-        .map(|i| {
-            let period = cfg.min_period * (cfg.max_period / cfg.min_period).powf(fraction(i));
-            1.0 / period * 2.0 * std::f64::consts::PI
-        })
-        .collect();
-    let mut out = Vec::with_capacity(times.len() * 2 * n);
-    for &t in times {
-        out.extend(cycles.iter().map(|c| (c * t as f64).sin() as f32));
-        out.extend(cycles.iter().map(|c| (c * t as f64).cos() as f32));
-    }
-    out
+/// lerobot's RoPE tables (arena_common::tables) with the angles repeated over the two halves, the
+/// [n, head_dim] layout `layers::rope` takes.
+fn rope_tables(cfg: &Config, n: usize, device: &Device) -> (Tensor<2>, Tensor<2>) {
+    let half = cfg.head_dim / 2;
+    let angles = cfg.rope_angles(n);
+    let table = |f: fn(f32) -> f32| {
+        let values: Vec<f32> = angles.chunks(half).flat_map(|row| row.iter().chain(row).map(|a| f(*a))).collect();
+        Tensor::from_data(TensorData::new(values, [n, cfg.head_dim]), device)
+    };
+    (table(f32::cos), table(f32::sin))
 }
 
 /// One layer's cached VLM K/V, in the layout that layer consumes (arranged once, in `setup`).
@@ -222,7 +156,7 @@ impl VlaExpert {
                 }
             })
             .collect();
-        let (cos, sin) = rope_tables(p + chunk, d, c.rope_max_wavelength, device);
+        let (cos, sin) = rope_tables(c, p + chunk, device);
         Ok(Prefix { layers, len: p, cos, sin })
     }
 
@@ -266,7 +200,7 @@ impl VlaExpert {
         let f = &m.model;
         let action_emb = f.action_in_proj.forward(x_t); // [B, S, h]
         let dims = action_emb.dims();
-        let time_emb = TensorData::new(time_embedding(time, &self.cfg), [dims[0], 1, dims[2]]);
+        let time_emb = TensorData::new(self.cfg.time_embedding(time), [dims[0], 1, dims[2]]);
         let time_emb = Tensor::<3>::from_data(time_emb, &action_emb.device()).expand(dims);
         let x = f.action_time_mlp_in.forward(Tensor::cat(vec![action_emb, time_emb], 2));
         f.action_time_mlp_out.forward(silu(x))
@@ -372,26 +306,12 @@ mod tests {
     use super::*;
 
     fn tiny() -> Config {
-        config::parse(
-            "vla_expert",
-            r#"{"hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
-                "num_key_value_heads": 1, "head_dim": 4, "rms_norm_eps": 1e-5, "rope_max_wavelength": 10000.0,
-                "self_attn_every_n_layers": 2, "max_action_dim": 3, "min_period": 0.004, "max_period": 4.0}"#,
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn the_time_embedding_is_sin_then_cos_from_the_shortest_period() {
-        let e = time_embedding(&[0.0, 0.5], &tiny());
-        assert_eq!(e[..8], [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
-        // fraction 1: period = max_period; angle = 2 pi * 0.5 / 4
-        assert!((e[8 + 3] - (std::f64::consts::PI / 4.0).sin() as f32).abs() < 1e-7);
+        Config::tiny_example()
     }
 
     #[test]
     fn the_rope_tables_repeat_lerobots_half_width_angles() {
-        let (cos, sin) = rope_tables(3, 4, 10000.0, &Device::flex());
+        let (cos, sin) = rope_tables(&tiny(), 3, &Device::flex());
         let (cos, sin) = (cos.into_data().try_into_vec::<f32>().unwrap(), sin.into_data().try_into_vec::<f32>().unwrap());
         // position 2: radians [2, 2 / 100] (timescale 10000^(i/2)), repeated over the halves
         let radians = [2.0f32, 0.02, 2.0, 0.02];

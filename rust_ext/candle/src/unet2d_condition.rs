@@ -16,6 +16,7 @@
 
 use candle_core::{Device, Module, Result, Tensor, D};
 
+use arena_common::tables;
 use arena_common::config::{self, Unet as Config};
 use arena_common::{Arrays, NativeModel, Workload};
 
@@ -179,26 +180,9 @@ pub fn parameter_shapes(cfg: &Config) -> Vec<(String, Vec<usize>)> {
     shapes
 }
 
-/// diffusers get_timestep_embedding (max_period 10000, scale 1) in f32 as torch computes it:
-/// exponent_i = (-ln 10000 * i) / (half - shift), angle = t * exp(exponent), then [sin, cos] (or
-/// [cos, sin] with flip_sin_to_cos). [B] -> [B, dim].
+/// diffusers get_timestep_embedding as a [B, dim] tensor (arena_common::tables).
 fn timestep_sinusoid(timesteps: &[i64], dim: usize, flip_sin_to_cos: bool, freq_shift: f64, device: &Device) -> Result<Tensor> {
-    let half = dim / 2;
-    let log_period = -(10000f64.ln()) as f32;
-    let denom = (half as f64 - freq_shift) as f32;
-    let freqs: Vec<f32> = (0..half).map(|i| ((log_period * i as f32) / denom).exp()).collect();
-    let mut out = Vec::with_capacity(timesteps.len() * dim);
-    for &t in timesteps {
-        let angles: Vec<f32> = freqs.iter().map(|f| t as f32 * f).collect();
-        let sin = angles.iter().map(|a| a.sin());
-        let cos = angles.iter().map(|a| a.cos());
-        if flip_sin_to_cos {
-            out.extend(cos.chain(sin));
-        } else {
-            out.extend(sin.chain(cos));
-        }
-    }
-    Tensor::from_vec(out, (timesteps.len(), dim), device)
+    Tensor::from_vec(tables::timestep_sinusoid(timesteps, dim, flip_sin_to_cos, freq_shift), (timesteps.len(), dim), device)
 }
 
 enum State {
@@ -453,14 +437,6 @@ mod tests {
         }
         inputs.insert("timestep".into(), HostArray::i64(vec![2], vec![500, 500]).unwrap());
         inputs
-    }
-
-    #[test]
-    fn the_timestep_sinusoid_is_diffusers_ordering() {
-        let t = timestep_sinusoid(&[0, 3], 4, true, 0.0, &Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
-        assert_eq!(t[0], [1.0, 1.0, 0.0, 0.0]); // cos first with flip_sin_to_cos
-        assert!((t[1][0] - 3f32.cos()).abs() < 1e-6 && (t[1][2] - 3f32.sin()).abs() < 1e-6);
-        assert!((t[1][1] - 0.03f32.cos()).abs() < 1e-6); // freq 10000^(-1/2)
     }
 
     #[test]

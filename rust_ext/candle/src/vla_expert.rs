@@ -57,42 +57,16 @@ pub fn parameter_shapes(cfg: &Config) -> Vec<(String, Vec<usize>)> {
     shapes
 }
 
-/// lerobot apply_rope's angles for positions 0..n, in float32 as there: timescale =
-/// max_wavelength ^ ((2 / d) * i), radians = position / timescale; cos and sin tables [n, d / 2].
-fn rope_tables(n: usize, head_dim: usize, max_wavelength: f64, device: &Device) -> Result<(Tensor, Tensor)> {
-    let half = head_dim / 2;
-    let scale = 2.0f32 / head_dim as f32;
-    let timescale: Vec<f32> = (0..half).map(|i| (max_wavelength as f32).powf(scale * i as f32)).collect();
-    let mut cos = Vec::with_capacity(n * half);
-    let mut sin = Vec::with_capacity(n * half);
-    for p in 0..n {
-        for t in &timescale {
-            let radians = p as f32 / t;
-            cos.push(radians.cos());
-            sin.push(radians.sin());
-        }
-    }
-    Ok((Tensor::from_vec(cos, (n, half), device)?, Tensor::from_vec(sin, (n, half), device)?))
+/// lerobot's RoPE tables [n, head_dim / 2] (arena_common::tables).
+fn rope_tables(cfg: &Config, n: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+    let angles = cfg.rope_angles(n);
+    let table = |values: Vec<f32>| Tensor::from_vec(values, (n, cfg.head_dim / 2), device);
+    Ok((table(angles.iter().map(|a| a.cos()).collect())?, table(angles.iter().map(|a| a.sin()).collect())?))
 }
 
-/// lerobot create_sinusoidal_pos_embedding of the times [B] -> [B, hidden_size]: sin half then cos half,
-/// computed in float64 (torch.linspace's two-sided formula for the fractions) and rounded to float32.
+/// lerobot's time embedding as a [B, hidden_size] tensor (arena_common::tables).
 fn time_embedding(times: &[f32], cfg: &Config, device: &Device) -> Result<Tensor> {
-    let n = cfg.hidden_size / 2;
-    let step = if n > 1 { 1.0 / (n - 1) as f64 } else { 0.0 };
-    let fraction = |i: usize| if i < n / 2 { step * i as f64 } else { 1.0 - step * (n - 1 - i) as f64 };
-    let cycles: Vec<f64> = (0..n)
-        .map(|i| {
-            let period = cfg.min_period * (cfg.max_period / cfg.min_period).powf(fraction(i));
-            1.0 / period * 2.0 * std::f64::consts::PI
-        })
-        .collect();
-    let mut out = Vec::with_capacity(times.len() * 2 * n);
-    for &t in times {
-        out.extend(cycles.iter().map(|c| (c * t as f64).sin() as f32));
-        out.extend(cycles.iter().map(|c| (c * t as f64).cos() as f32));
-    }
-    Tensor::from_vec(out, (times.len(), 2 * n), device)
+    Tensor::from_vec(cfg.time_embedding(times), (times.len(), cfg.hidden_size), device)
 }
 
 /// The per-call constants: the prefix K/V of each layer [B, P, KVH, D] and the RoPE tables over
@@ -128,7 +102,7 @@ impl VlaExpert {
             candle_core::bail!("prefix_keys {:?} / prefix_values {:?} do not match {} layers", keys.dims(), values.dims(), self.cfg.num_hidden_layers);
         }
         let split = |t: &Tensor| (0..l).map(|i| t.get(i)).collect::<Result<Vec<_>>>();
-        let (cos, sin) = rope_tables(p + chunk, self.cfg.head_dim, self.cfg.rope_max_wavelength, dev)?;
+        let (cos, sin) = rope_tables(&self.cfg, p + chunk, dev)?;
         Ok(Prefix { keys: split(&keys)?, values: split(&values)?, cos, sin })
     }
 
@@ -285,13 +259,7 @@ mod tests {
     use super::*;
 
     fn tiny() -> Config {
-        config::parse(
-            "vla_expert",
-            r#"{"hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
-                "num_key_value_heads": 1, "head_dim": 4, "rms_norm_eps": 1e-5, "rope_max_wavelength": 10000.0,
-                "self_attn_every_n_layers": 2, "max_action_dim": 3, "min_period": 0.004, "max_period": 4.0}"#,
-        )
-        .unwrap()
+        Config::tiny_example()
     }
 
     #[test]
@@ -302,14 +270,5 @@ mod tests {
         assert_eq!(find(&format!("{EXPERT}.layers.1.self_attn.k_proj.weight")), vec![4, 4]);
         assert_eq!(find("model.action_time_mlp_in.weight"), vec![8, 16]);
         assert_eq!(shapes.len(), 2 * 9 + 1 + 8);
-    }
-
-    #[test]
-    fn the_time_embedding_is_sin_then_cos_from_the_shortest_period() {
-        let cfg = tiny();
-        let e = time_embedding(&[0.0, 0.5], &cfg, &Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
-        assert_eq!(e[0], vec![0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
-        // fraction 1: period = max_period; angle = 2 pi * 0.5 / 4
-        assert!((e[1][3] - (std::f64::consts::PI / 4.0).sin() as f32).abs() < 1e-7);
     }
 }

@@ -131,6 +131,19 @@ pub struct VlaExpert {
 }
 
 impl VlaExpert {
+    /// A small valid config (2 layers, one of them cross-attention) for the families' unit tests.
+    pub fn tiny_example() -> Self {
+        parse(
+            "vla_expert",
+            r#"{"hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+                "num_key_value_heads": 1, "head_dim": 4, "rms_norm_eps": 1e-5, "rope_max_wavelength": 10000.0,
+                "self_attn_every_n_layers": 2, "max_action_dim": 3, "min_period": 0.004, "max_period": 4.0}"#,
+        )
+        .expect("the example config parses")
+    }
+}
+
+impl VlaExpert {
     pub fn vlm_kv_dim(&self) -> usize {
         self.num_key_value_heads * self.head_dim
     }

@@ -8,6 +8,7 @@
 
 pub mod array;
 pub mod config;
+pub mod tables;
 
 pub use array::{Arrays, HostArray, HostData};
 
