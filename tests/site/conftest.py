@@ -19,6 +19,14 @@ from arena.site.build import Generated, generate
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 EVIL = "<script>window.__arena_pwned = 1</script>evil"  # the framework name of one fixture result
+# The committed run grows as frameworks land: the tests count it rather than remember it.
+COMMITTED = sorted((REPO / "results").rglob("*.json"))
+FIXTURE_FILES = sorted(FIXTURES.rglob("*.json"))
+
+
+def committed_frameworks(model: str, platform: str = "intel-xeon-2c") -> set[str]:
+    """Frameworks with a committed full result for a model on a platform (file names: <framework>-<device>-<dtype>)."""
+    return {p.stem.rsplit("-", 2)[0] for p in (REPO / "results" / platform / model / "full").glob("*.json")}
 
 
 def require_tool(name: str, *aliases: str) -> str:

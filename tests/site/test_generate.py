@@ -16,7 +16,7 @@ from arena.site.methodology import workload_meanings
 from arena.families import known_families
 from arena.specs import load_specs
 
-from tests.site.conftest import EVIL, FIXTURES
+from tests.site.conftest import COMMITTED, EVIL, FIXTURE_FILES, FIXTURES
 
 
 def read(docs, name: str) -> str:
@@ -34,7 +34,7 @@ def test_every_page_and_download_is_written(docs):
     names = {p.relative_to(root / "site").as_posix() for p in out.files}
     assert {"index.md", "accessibility.md", "methodology.md", "downloads.md", "nav.yml"} <= names
     assert {f"models/{m}.md" for m in load_specs()} <= names
-    assert len([n for n in names if n.startswith("downloads/results/")]) == len(out.entries) == 35 + 15
+    assert len([n for n in names if n.startswith("downloads/results/")]) == len(out.entries) == len(COMMITTED) + len(FIXTURE_FILES)
     assert all(n.split("/")[0] in GENERATED for n in names), "the generator writes only the paths it owns"
 
 
