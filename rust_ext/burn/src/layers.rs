@@ -164,22 +164,15 @@ fn settle(tensor: &Tensor<1>) {
     let _ = tensor.clone().slice([0..1]).into_data();
 }
 
-/// cos/sin tables [positions, head_dim] for rotate-half RoPE (HF LLaMA layout: the frequencies are
-/// repeated over the two halves).
-pub fn rope_tables(positions: usize, head_dim: usize, theta: f64, device: &Device) -> (Tensor<2>, Tensor<2>) {
-    let half = head_dim / 2;
-    let mut cos = Vec::with_capacity(positions * head_dim);
-    let mut sin = Vec::with_capacity(positions * head_dim);
-    for p in 0..positions {
-        for i in 0..head_dim {
-            let freq = 1.0 / theta.powf((2 * (i % half)) as f64 / head_dim as f64);
-            let angle = (p as f64 * freq) as f32;
-            cos.push(angle.cos());
-            sin.push(angle.sin());
-        }
-    }
-    let table = |values| Tensor::from_data(TensorData::new(values, [positions, head_dim]), device);
-    (table(cos), table(sin))
+/// cos/sin tables [positions, 2 * half] for rotate-half RoPE from a family's angles [positions, half]
+/// (arena_common::tables: LLaMA's, lerobot's), repeated over the two halves as `rope` takes them.
+pub fn rope_tables(angles: &[f32], half: usize, device: &Device) -> (Tensor<2>, Tensor<2>) {
+    let positions = angles.len() / half;
+    let table = |f: fn(f32) -> f32| {
+        let values: Vec<f32> = angles.chunks(half).flat_map(|row| row.iter().chain(row).map(|a| f(*a))).collect();
+        Tensor::from_data(TensorData::new(values, [positions, 2 * half]), device)
+    };
+    (table(f32::cos), table(f32::sin))
 }
 
 /// Rotate-half RoPE on x [b, heads, t, d] at positions start..start + t. Burn's RotaryEncoding rotates
@@ -293,7 +286,7 @@ mod tests {
     #[test]
     fn rope_rotates_halves_and_keeps_position_zero() {
         let device = Device::flex();
-        let (cos, sin) = rope_tables(4, 4, 10000.0, &device);
+        let (cos, sin) = rope_tables(&arena_common::tables::llama_rope_angles(4, 4, 10000.0), 2, &device);
         let x = Tensor::<4>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [1, 1, 1, 4]), &device);
         let at0: Vec<f32> = rope(x.clone(), &cos, &sin, 0).into_data().try_to_vec().unwrap();
         assert_eq!(at0, vec![1.0, 2.0, 3.0, 4.0]);

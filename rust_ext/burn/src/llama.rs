@@ -8,6 +8,7 @@
 //! labels shifted once, forward + backward.
 
 use arena_common::config::{self, Llama as Config};
+use arena_common::tables;
 use arena_common::{Arrays, NativeModel, Result, Workload};
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
@@ -21,7 +22,7 @@ pub fn build(config_json: &str, weights: Arrays, device: &Device) -> Result<Box<
     let cfg: Config = config::parse("llama", config_json)?;
     let module = CausalLm::new(&cfg, &device.clone().autodiff());
     let loaded = Loaded::new(module, weights, RENAMES)?;
-    let (cos, sin) = layers::rope_tables(cfg.max_position_embeddings, cfg.head_dim(), cfg.rope_theta, device);
+    let (cos, sin) = layers::rope_tables(&tables::llama_rope_angles(cfg.max_position_embeddings, cfg.head_dim(), cfg.rope_theta), cfg.head_dim() / 2, device);
     Ok(Box::new(Native::new(Llama { cfg, loaded, cos, sin, device: device.clone(), state: State::Empty })))
 }
 
@@ -107,7 +108,6 @@ impl Llama {
         let x = m.model.norm.forward(x);
         let logits = match &m.lm_head {
             Some(head) => head.forward(x),
-            // burn's linear takes [in, out]: the [vocab, hidden] embedding transposed.
             None => layers::tied_head(x, m.model.embed_tokens.weight.val()),
         };
         (logits, present)

@@ -84,18 +84,6 @@ impl Policy {
     }
 }
 
-/// lerobot's RoPE tables (arena_common::tables) with the angles repeated over the two halves, the
-/// [n, head_dim] layout `layers::rope` takes.
-fn rope_tables(cfg: &Config, n: usize, device: &Device) -> (Tensor<2>, Tensor<2>) {
-    let half = cfg.head_dim / 2;
-    let angles = cfg.rope_angles(n);
-    let table = |f: fn(f32) -> f32| {
-        let values: Vec<f32> = angles.chunks(half).flat_map(|row| row.iter().chain(row).map(|a| f(*a))).collect();
-        Tensor::from_data(TensorData::new(values, [n, cfg.head_dim]), device)
-    };
-    (table(f32::cos), table(f32::sin))
-}
-
 /// One layer's cached VLM K/V, in the layout that layer consumes (arranged once, in `setup`).
 enum Cached {
     /// Self-attention layers: [B, KVH, P, D], the actions' own K/V are appended to it.
@@ -156,7 +144,7 @@ impl VlaExpert {
                 }
             })
             .collect();
-        let (cos, sin) = rope_tables(c, p + chunk, device);
+        let (cos, sin) = layers::rope_tables(&c.rope_angles(p + chunk), c.head_dim / 2, device);
         Ok(Prefix { layers, len: p, cos, sin })
     }
 
@@ -311,7 +299,7 @@ mod tests {
 
     #[test]
     fn the_rope_tables_repeat_lerobots_half_width_angles() {
-        let (cos, sin) = rope_tables(&tiny(), 3, &Device::flex());
+        let (cos, sin) = layers::rope_tables(&tiny().rope_angles(3), 2, &Device::flex());
         let (cos, sin) = (cos.into_data().try_into_vec::<f32>().unwrap(), sin.into_data().try_into_vec::<f32>().unwrap());
         // position 2: radians [2, 2 / 100] (timescale 10000^(i/2)), repeated over the halves
         let radians = [2.0f32, 0.02, 2.0, 0.02];

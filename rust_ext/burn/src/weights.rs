@@ -41,7 +41,7 @@ impl<M: Module> Loaded<M> {
     pub fn new(module: M, weights: Arrays, renames: Renames) -> Result<Self> {
         let names: Vec<String> = weights.keys().cloned().collect();
         let mut train = module;
-        let tensors = weights.into_iter().map(|(name, array)| pack(name, array)).collect::<Result<Vec<_>>>()?;
+        let tensors = weights.into_iter().map(|(name, array)| pack(name, array)).collect();
         let remapper = KeyRemapper::from_patterns(renames.iter().map(|(hf, burn)| (regex_literal(hf), burn.to_string())).collect())
             .map_err(|e| Error(format!("renames: {e}")))?;
         let (tensors, _) = remapper.remap(tensors);
@@ -162,10 +162,10 @@ fn regex_literal(text: &str) -> String {
     text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c.to_string() } else { format!("\\{c}") }).collect()
 }
 
-fn pack(name: String, array: HostArray) -> Result<burn::store::burn_pack::Tensor> {
+fn pack(name: String, array: HostArray) -> burn::store::burn_pack::Tensor {
     let data = match array.data {
         HostData::F32(values) => TensorData::new(values, array.shape),
         HostData::I64(values) => TensorData::new(values, array.shape),
     };
-    Ok(bridge::from_data(data, name, None))
+    bridge::from_data(data, name, None)
 }

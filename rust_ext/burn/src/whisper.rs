@@ -217,7 +217,7 @@ impl Decoder {
             present.push(kv);
         }
         let x = self.layer_norm.forward(x);
-        // proj_out is tied: burn's linear takes [in, out], the [vocab, d] embedding transposed.
+        // proj_out is tied to the token embedding.
         (layers::tied_head(x, self.embed_tokens.weight.val()), present)
     }
 }

@@ -208,22 +208,11 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64, mode: Mo
     }
 }
 
-/// cos and sin tables [positions, head_dim / 2] for rotate-half RoPE, angle = position * theta^(-2i/d),
-/// computed in f64 and rounded once (transformers computes inv_freq in f32 and the product in f32; the
-/// difference is far below the fp32 tolerances).
-pub fn rope_tables(positions: usize, head_dim: usize, theta: f64, device: &Device) -> Result<(Tensor, Tensor)> {
-    let half = head_dim / 2;
-    let inv_freq: Vec<f32> = (0..half).map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32).collect();
-    let mut cos = Vec::with_capacity(positions * half);
-    let mut sin = Vec::with_capacity(positions * half);
-    for p in 0..positions {
-        for f in &inv_freq {
-            let angle = p as f32 * f; // f32 product, as transformers' LlamaRotaryEmbedding
-            cos.push(angle.cos());
-            sin.push(angle.sin());
-        }
-    }
-    Ok((Tensor::from_vec(cos, (positions, half), device)?, Tensor::from_vec(sin, (positions, half), device)?))
+/// cos and sin tables [positions, half] for rotate-half RoPE from a family's angles [positions, half]
+/// (arena_common::tables: LLaMA's, lerobot's).
+pub fn rope_tables(angles: &[f32], half: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+    let table = |f: fn(f32) -> f32| Tensor::from_vec(angles.iter().map(|a| f(*a)).collect::<Vec<f32>>(), (angles.len() / half, half), device);
+    Ok((table(f32::cos)?, table(f32::sin)?))
 }
 
 /// Rotate-half RoPE of x [batch, heads, seq, head_dim] at positions start..start+seq.
@@ -357,7 +346,7 @@ mod tests {
         close(&softmax_last(&x, Mode::Infer).unwrap(), &softmax_last(&x, Mode::Train).unwrap(), 1e-6);
         close(&rms_norm(&x, &w, 1e-5, Mode::Infer).unwrap(), &rms_norm(&x, &w, 1e-5, Mode::Train).unwrap(), 1e-5);
         close(&layer_norm(&x, &w, &b, 1e-5, Mode::Infer).unwrap(), &layer_norm(&x, &w, &b, 1e-5, Mode::Train).unwrap(), 1e-5);
-        let (cos, sin) = rope_tables(16, 8, 10000.0, &dev).unwrap();
+        let (cos, sin) = rope_tables(&arena_common::tables::llama_rope_angles(16, 8, 10000.0), 4, &dev).unwrap();
         close(&rope(&x, &cos, &sin, 4, Mode::Infer).unwrap(), &rope(&x, &cos, &sin, 4, Mode::Train).unwrap(), 1e-6);
     }
 

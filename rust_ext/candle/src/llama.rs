@@ -10,6 +10,7 @@
 use candle_core::{Device, IndexOp, Result, Tensor};
 
 use arena_common::config::{self, Llama as Config};
+use arena_common::tables;
 use arena_common::{Arrays, NativeModel, Workload};
 
 use crate::layers::{self, Last, Mode, Params};
@@ -18,7 +19,7 @@ use crate::{native_error, Family, Native};
 pub fn build(config_json: &str, weights: Arrays, device: &Device) -> arena_common::Result<Box<dyn NativeModel>> {
     let cfg: Config = config::parse("llama", config_json)?;
     let params = Params::load(weights, &parameter_shapes(&cfg), device).map_err(native_error)?;
-    let (cos, sin) = layers::rope_tables(cfg.max_position_embeddings, cfg.head_dim(), cfg.rope_theta, device).map_err(native_error)?;
+    let (cos, sin) = layers::rope_tables(&tables::llama_rope_angles(cfg.max_position_embeddings, cfg.head_dim(), cfg.rope_theta), cfg.head_dim() / 2, device).map_err(native_error)?;
     Ok(Box::new(Native::new(Llama { cfg, params, cos, sin, state: State::Empty })))
 }
 

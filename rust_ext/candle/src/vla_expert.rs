@@ -57,13 +57,6 @@ pub fn parameter_shapes(cfg: &Config) -> Vec<(String, Vec<usize>)> {
     shapes
 }
 
-/// lerobot's RoPE tables [n, head_dim / 2] (arena_common::tables).
-fn rope_tables(cfg: &Config, n: usize, device: &Device) -> Result<(Tensor, Tensor)> {
-    let angles = cfg.rope_angles(n);
-    let table = |values: Vec<f32>| Tensor::from_vec(values, (n, cfg.head_dim / 2), device);
-    Ok((table(angles.iter().map(|a| a.cos()).collect())?, table(angles.iter().map(|a| a.sin()).collect())?))
-}
-
 /// lerobot's time embedding as a [B, hidden_size] tensor (arena_common::tables).
 fn time_embedding(times: &[f32], cfg: &Config, device: &Device) -> Result<Tensor> {
     Tensor::from_vec(cfg.time_embedding(times), (times.len(), cfg.hidden_size), device)
@@ -102,7 +95,7 @@ impl VlaExpert {
             candle_core::bail!("prefix_keys {:?} / prefix_values {:?} do not match {} layers", keys.dims(), values.dims(), self.cfg.num_hidden_layers);
         }
         let split = |t: &Tensor| (0..l).map(|i| t.get(i)).collect::<Result<Vec<_>>>();
-        let (cos, sin) = rope_tables(&self.cfg, p + chunk, dev)?;
+        let (cos, sin) = layers::rope_tables(&self.cfg.rope_angles(p + chunk), self.cfg.head_dim / 2, dev)?;
         Ok(Prefix { keys: split(&keys)?, values: split(&values)?, cos, sin })
     }
 

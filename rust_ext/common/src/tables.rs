@@ -24,6 +24,14 @@ pub fn timestep_sinusoid(timesteps: &[i64], dim: usize, flip_sin_to_cos: bool, f
     out
 }
 
+/// transformers' LlamaRotaryEmbedding angles for positions 0..n: [n, head_dim / 2] values, p * inv_freq_i
+/// as a float32 product, with inv_freq_i = 1 / theta^(2i / head_dim) computed in float64 and rounded.
+pub fn llama_rope_angles(n: usize, head_dim: usize, theta: f64) -> Vec<f32> {
+    let half = head_dim / 2;
+    let inv_freq: Vec<f32> = (0..half).map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32).collect();
+    (0..n).flat_map(|p| inv_freq.iter().map(move |f| p as f32 * f)).collect()
+}
+
 impl VlaExpert {
     /// lerobot create_sinusoidal_pos_embedding of the times [b] -> [b, hidden_size] values: sin half
     /// then cos half, computed in float64 (torch.linspace's two-sided formula for the fractions) and
@@ -78,6 +86,12 @@ mod tests {
         assert_eq!(e[..8], [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
         // fraction 1: period = max_period; angle = 2 pi * 0.5 / 4
         assert!((e[8 + 3] - (std::f64::consts::PI / 4.0).sin() as f32).abs() < 1e-7);
+    }
+
+    #[test]
+    fn the_llama_rope_angles_are_position_times_inverse_frequency() {
+        // head_dim 4, theta 100: inv_freq [1, 1/10]; position 3
+        assert_eq!(llama_rope_angles(4, 4, 100.0)[6..], [3.0f32, 0.3]);
     }
 
     #[test]
