@@ -36,6 +36,8 @@ def main() -> None:
 
         try:
             config = validate_run_config(OmegaConf.to_container(cfg, resolve=True))
+            if config.executor.kind == "ray":
+                from arena.cluster.ray_executor import execute
             results = execute(plan(config))
         except ArenaError as err:
             print(f"arena: error: {err}", file=sys.stderr)
