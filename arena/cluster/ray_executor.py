@@ -5,8 +5,12 @@ is a whole run (plan() builds the cells in Python, like optimum-benchmark's lead
 launcher each cell would have to become a sweep job, every job with the same `ray.remote` options (no
 per-cell resources, so no placing an nvidia cell on a GPU server), all gathered by one `ray.get` at the end
 (one lost node fails the sweep, finished results included) and their output left on each worker's disk.
-One task per cell gets per-cell resources, streams each result back as it settles, and tells a lost node
-apart from a failed cell.
+One task per cell gets per-cell resources, returns each result as soon as its cell settles, and tells a
+lost node apart from a failed cell.
+
+The submitting machine is the Ray driver: either a node of the cluster (`ray start --address=HEAD:6379`
+without arena resources, so no cell lands on it; executor.address=auto) or outside it through Ray Client
+(executor.address=ray://HEAD:10001). Either way results travel as Ray objects, not files.
 
 Where each step happens:
 - here (the submitting machine): plan, the check that the cluster can serve every cell, and the results
@@ -32,7 +36,6 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,19 +54,33 @@ from arena.run.system import describe
 from arena.specs import load_spec
 
 CONNECT_TIMEOUT_S = 5.0
+POLL_S = 1.0  # how often news of started cells is fetched while waiting for results
 STALL_CHECK_S = 15.0  # how often a quiet run checks that the cluster still has nodes for the cells left
 SENDS = 2  # a cell lost before its process started is sent once more
-
-
-class Started(BaseModel):
-    """A node began a cell's process; `record` is what is written if the node is lost from here on."""
-
-    record: Result
 
 
 class Settled(BaseModel):
     result: Result
     kept: bool  # a still-valid previous result on the node's platform (nothing ran, nothing to write)
+
+
+class Board:
+    """Where nodes say which cell they started, with the record to write if the node is lost from then on.
+
+    A Ray actor on the submitting machine's node. A cell's task tells it before the cell's process starts
+    and waits for the answer, so a cell that was lost after starting always has its record here. (A
+    generator task's first `yield` could carry the same news, but Ray Client has no generator tasks.)
+    """
+
+    def __init__(self):
+        self.news: dict[int, Result] = {}
+
+    def started(self, index: int, record: Result) -> None:
+        self.news[index] = record
+
+    def take(self) -> dict[int, Result]:
+        news, self.news = self.news, {}
+        return news
 
 
 @dataclass
@@ -74,13 +91,13 @@ class Order:
     cell: Cell
     requirement: Requirement
     sends: int = 1
-    started: Started | None = None
+    started: Result | None = None  # the node's record of the cell, once it started it
     started_at: float = 0.0
 
 
 # --- on the node ---------------------------------------------------------------------------------------
 
-def run_on_node(config: RunConfig, run_id: str, cell: Cell, spec_text: str, previous: dict[str, Result]) -> Iterator[Started | Settled]:
+def run_on_node(board, index: int, config: RunConfig, run_id: str, cell: Cell, spec_text: str, previous: dict[str, Result]) -> Settled:
     """The Ray task of one cell: the same path as a local run's cell, with this node's description."""
     import ray
 
@@ -90,10 +107,9 @@ def run_on_node(config: RunConfig, run_id: str, cell: Cell, spec_text: str, prev
     weights_file = weights.materialize(spec, cell.preset, run.cache_dir)
     mine = previous.get(system.platform_id)
     if keeps(run, cell, mine, weights_file):
-        yield Settled(result=mine, kept=True)
-        return
-    yield Started(record=unfinished_result(run, cell, spec, weights_file, system))
-    yield Settled(result=measure_and_judge(run, cell, weights_file, system), kept=False)
+        return Settled(result=mine, kept=True)
+    ray.get(board.started.remote(index, unfinished_result(run, cell, spec, weights_file, system)))
+    return Settled(result=measure_and_judge(run, cell, weights_file, system), kept=False)
 
 
 def node_run(config: RunConfig, run_id: str, cell: Cell, spec_text: str) -> Run:
@@ -135,6 +151,10 @@ class Dispatch:
     def __init__(self, run: Run, ray, log, parallel: int):
         self.run, self.ray, self.log = run, ray, log
         self.progress = Progress(len(run.cells), log, parallel=parallel)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = ray.get_runtime_context().get_node_id()  # with Ray Client: the head's, where the driver runs
+        self.board = ray.remote(num_cpus=0)(Board).options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
         self.task = ray.remote(run_on_node)
         self.config = config_for_nodes(run.config)
         self.spec_texts = {name: (run.config.specs_path / f"{name}.yaml").read_text() for name in run.specs}
@@ -143,26 +163,27 @@ class Dispatch:
 
     def collect(self, orders: list[Order]) -> list[Result]:
         pending = {self.send(order): order for order in orders}
+        by_index = {order.index: order for order in orders}
         results: dict[int, Result] = {}
         unserved: list[Order] = []
+        last_check = time.monotonic()
         while pending:
-            ready, _ = self.ray.wait(list(pending), num_returns=1, timeout=STALL_CHECK_S)
+            ready, _ = self.ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+            for index, record in self.ray.get(self.board.take.remote()).items():
+                self.on_started(by_index[index], record)
             if not ready:
-                unserved += self.drop_unservable(pending)
+                if time.monotonic() - last_check > STALL_CHECK_S:
+                    unserved += self.drop_unservable(pending)
+                    last_check = time.monotonic()
                 continue
-            stream = ready[0]
-            order = pending[stream]
+            order = pending.pop(ready[0])
             try:
-                item = self.ray.get(next(stream))
-            except StopIteration:
-                del pending[stream]
-                continue
+                settled = self.ray.get(ready[0])
             except self.ray.exceptions.RayTaskError as err:  # the task raised: arena's error on the node, or a bug
                 if isinstance(err.cause, ArenaError):
                     raise ArenaError(f"{order.cell.id} on {self.where(order)}: {err.cause}") from None
                 raise
             except self.ray.exceptions.RayError as err:  # the task's worker or node is gone
-                del pending[stream]
                 if order.started is None and order.sends < SENDS:
                     order.sends += 1
                     self.log(f"  {order.cell.id}: its node was lost before the cell started; sent again")
@@ -172,10 +193,7 @@ class Dispatch:
                 else:
                     results[order.index] = self.record_lost(order, err)
                 continue
-            if isinstance(item, Started):
-                self.on_started(order, item)
-            else:
-                results[order.index] = self.on_settled(order, item)
+            results[order.index] = self.on_settled(order, settled)
         if unserved:
             self.log(f"arena: {len(unserved)} cell(s) not run, no node of the cluster could take them any more: "
                      f"{', '.join(o.cell.id for o in unserved)}; re-run when nodes serving them are back")
@@ -190,16 +208,15 @@ class Dispatch:
             max_retries=0, retry_exceptions=False,  # never re-run a cell behind our back (module docstring)
             name=f"arena {order.cell.id}",
         )
-        return self.task.options(**options).remote(self.config, self.run.run_id, order.cell,
+        return self.task.options(**options).remote(self.board, order.index, self.config, self.run.run_id, order.cell,
                                                     self.spec_texts[order.cell.model], previous)
 
-    def on_started(self, order: Order, started: Started) -> None:
-        order.started, order.started_at = started, time.monotonic()
-        system = started.record.system
-        if system.node_id not in self.seen_nodes:
-            self.seen_nodes.add(system.node_id)
-            if system.arena_commit != self.commit:
-                self.log(f"  note: {self.where(order)} runs arena {system.arena_commit or '(unknown commit)'}, "
+    def on_started(self, order: Order, record: Result) -> None:
+        order.started, order.started_at = record, time.monotonic()
+        if record.system.node_id not in self.seen_nodes:
+            self.seen_nodes.add(record.system.node_id)
+            if record.system.arena_commit != self.commit:
+                self.log(f"  note: {self.where(order)} runs arena {record.system.arena_commit or '(unknown commit)'}, "
                          f"this machine {self.commit or '(unknown commit)'}")
         deadline = self.run.specs[order.cell.model].presets[order.cell.preset].timeout_s
         self.progress.running(order.cell, deadline, where=f" on {self.where(order)}")
@@ -214,7 +231,7 @@ class Dispatch:
         return result
 
     def record_lost(self, order: Order, err: Exception) -> Result:
-        result = order.started.record.model_copy(deep=True)
+        result = order.started.model_copy(deep=True)
         result.status = "crashed"
         result.reason = f"lost with its node ({self.where(order)}) while the cell ran: {type(err).__name__}: {first_line(err)}"
         result.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -233,18 +250,17 @@ class Dispatch:
         keep them queued for ever, so they are cancelled and named at the end."""
         nodes = alive_nodes(self.ray)
         dropped = []
-        for stream, order in list(pending.items()):
+        for ref, order in list(pending.items()):
             if order.started is None and not any(not missing(order.requirement, offered) for offered in nodes.values()):
-                self.ray.cancel(stream, force=True)
-                del pending[stream]
+                self.ray.cancel(ref, force=True)
+                del pending[ref]
                 dropped.append(order)
         return dropped
 
     def where(self, order: Order) -> str:
         if order.started is None:
             return "an unknown node"
-        system = order.started.record.system
-        return f"{system.hostname} (node {system.node_id[:8]})"
+        return f"{order.started.system.hostname} (node {order.started.system.node_id[:8]})"
 
 
 def config_for_nodes(config: RunConfig) -> RunConfig:

@@ -1,6 +1,7 @@
 """A real Ray cluster on this machine (Ray's multi-node test utility: a head and two worker nodes, each
 with the resources `python -m arena.cluster resources --matrix smoke` prints) runs arena the way a user
-does: `python -m arena +matrix=smoke executor=ray executor.address=...`, from a process outside it.
+does: `python -m arena +matrix=smoke executor=ray executor.address=...`, from a process of its own,
+connected through Ray Client (ray://, as from a machine outside the cluster) or as a driver on the head.
 
 The tests share one cluster; the last one kills a worker node mid-cell.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -32,20 +34,22 @@ NODE = {"num_cpus": 0, "object_store_memory": 80 * 2**20}  # the slot limits a n
 def cluster():
     from ray.cluster_utils import Cluster
 
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        client_port = probe.getsockname()[1]
     with pytest.MonkeyPatch.context() as env:
         env.setenv("PYTHONPATH", str(REPO))  # the nodes' workers import this checkout's arena, as cells do
-        head = Cluster(initialize_head=True, head_node_args=NODE | {"include_dashboard": False})
+        head = Cluster(initialize_head=True, head_node_args=NODE | {"include_dashboard": False, "ray_client_server_port": client_port})
         workers = [head.add_node(**NODE, resources=node_resources(["smoke"])) for _ in range(2)]
         head.wait_for_nodes()
-        yield head, workers
+        yield head, workers, f"ray://127.0.0.1:{client_port}"
         head.shutdown()
 
 
-def arena(cluster, *args: str, cwd: Path, **popen) -> subprocess.Popen:
-    head, _ = cluster
+def arena(address: str, *args: str, cwd: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, "-m", "arena", "+matrix=smoke", "executor=ray", f"executor.address={head.address}", *args],
-                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen([sys.executable, "-m", "arena", "+matrix=smoke", "executor=ray", f"executor.address={address}", *args],
+                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finish(process: subprocess.Popen, timeout: float = 600) -> tuple[int, str, str]:
@@ -59,13 +63,14 @@ def stored(results_dir: Path) -> dict[str, dict]:
 
 @pytest.mark.slow
 def test_smoke_runs_on_both_workers_and_results_arrive_here(cluster, tmp_path, shared_cache):
+    _, workers, client = cluster
     results_dir = tmp_path / "results"
-    rc, out, err = finish(arena(cluster, "models=[smollm2-135m,resnet-50]", "frameworks=[torch,jax]",
+    rc, out, err = finish(arena(client, "models=[smollm2-135m,resnet-50]", "frameworks=[torch,jax]",
                                 f"results_dir={results_dir}", f"cache_dir={shared_cache}", cwd=tmp_path))
     assert rc == 0, err[-3000:]
     results = stored(results_dir)
     assert sorted(results) == ["resnet-50:jax-cpu-fp32", "resnet-50:torch-cpu-fp32", "smollm2-135m:jax-cpu-fp32", "smollm2-135m:torch-cpu-fp32"]
-    worker_ids = {w.node_id for w in cluster[1]}
+    worker_ids = {w.node_id for w in workers}
     for key, result in results.items():
         assert result["status"] == "ok", (key, result["reason"])
         assert result["correctness"]["verdict"] == ("reference" if "torch" in key else "pass"), key
@@ -73,14 +78,14 @@ def test_smoke_runs_on_both_workers_and_results_arrive_here(cluster, tmp_path, s
     assert {r["system"]["node_id"] for r in results.values()} == worker_ids, "both workers took cells"
     assert "2 node(s) serve this run" in out and "smollm2-135m (tiny)" in out, "the summary is printed here"
 
-    rc, out, _ = finish(arena(cluster, "models=[smollm2-135m,resnet-50]", "frameworks=[torch,jax]",
+    rc, out, _ = finish(arena(client, "models=[smollm2-135m,resnet-50]", "frameworks=[torch,jax]",
                               f"results_dir={results_dir}", f"cache_dir={shared_cache}", cwd=tmp_path))
     assert rc == 0 and out.count(": kept (ok, ") == 4, "a re-run on the cluster keeps every valid result"
     assert stored(results_dir) == results
 
 
 def test_a_matrix_no_node_serves_is_a_clear_error(cluster, tmp_path, shared_cache):
-    head, _ = cluster
+    head = cluster[0]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     run = subprocess.run([sys.executable, "-m", "arena", "+matrix=nvidia", "preset=tiny", "models=[smollm2-135m]", "frameworks=[torch]",
                           "executor=ray", f"executor.address={head.address}", f"cache_dir={shared_cache}"],
@@ -104,12 +109,13 @@ def test_no_cluster_at_the_address_is_a_clear_error(tmp_path):
 @pytest.mark.slow
 def test_a_lost_worker_keeps_finished_results_and_records_its_cell(cluster, tmp_path, shared_cache, specs_copy):
     """torch and jax take the two workers' slots first; the hanging cell waits for a free slot, so it runs
-    on a worker that has already finished a cell. That worker is killed while the cell hangs."""
-    head, workers = cluster
+    on a worker that has already finished a cell. That worker is killed while the cell hangs. The driver
+    runs on the head (the GCS address), the other way of submitting."""
+    head, workers, _ = cluster
     results_dir = tmp_path / "results"
     settings = ["models=[smollm2-135m]", "frameworks=[torch,jax,tests.faults-hang]", f"results_dir={results_dir}",
                 f"cache_dir={shared_cache}", f"specs_dir={specs_copy}"]
-    driver = arena(cluster, *settings, cwd=tmp_path)
+    driver = arena(head.address, *settings, cwd=tmp_path)
     hang = wait_for_cell_process(shared_cache, "tests.faults-hang", driver)
     before = stored(results_dir)
     job = json.loads(Path(hang.cmdline()[-1]).read_text())
@@ -137,7 +143,7 @@ def test_a_lost_worker_keeps_finished_results_and_records_its_cell(cluster, tmp_
     raw = yaml.safe_load(path.read_text())
     raw["presets"]["tiny"]["timeout_s"] = 5
     path.write_text(yaml.safe_dump(raw))
-    rc, out, err = finish(arena(cluster, *settings, cwd=tmp_path))
+    rc, out, err = finish(arena(head.address, *settings, cwd=tmp_path))
     assert rc == 0, err[-3000:]
     again = stored(results_dir)
     for key in ("smollm2-135m:torch-cpu-fp32", "smollm2-135m:jax-cpu-fp32"):
