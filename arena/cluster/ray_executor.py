@@ -54,8 +54,9 @@ from arena.run.system import describe
 from arena.specs import load_spec
 
 CONNECT_TIMEOUT_S = 5.0
+CLIENT_ATTEMPTS = 5  # connecting through Ray Client (see connect)
 POLL_S = 1.0  # how often news of started cells is fetched while waiting for results
-STALL_CHECK_S = 15.0  # how often a quiet run checks that the cluster still has nodes for the cells left
+STALL_CHECK_S = 5.0  # how often a quiet run checks that the cluster still has nodes for the cells left
 SENDS = 2  # a cell lost before its process started is sent once more
 
 
@@ -311,7 +312,17 @@ def connect(ray, address: str) -> bool:
     except (OSError, ValueError) as err:
         raise ArenaError(f"no Ray cluster at {target}" + (f" (executor.address={address})" if target != address else "")
                          + f": {err}. Start one with `ray start --head`, or set executor.address=HEAD:6379") from None
-    ray.init(address=target, namespace="arena", log_to_driver=False, logging_level=logging.WARNING)
+    for attempt in range(1, CLIENT_ATTEMPTS + 1):
+        try:
+            ray.init(address=target, namespace="arena", log_to_driver=False, logging_level=logging.WARNING)
+            return True
+        except ConnectionAbortedError as err:
+            # Ray Client's server forks a process per client, and the fork sometimes dies at once
+            # (ray-project/ray#63202, open); the next connection gets a new one.
+            ray.shutdown()
+            if attempt == CLIENT_ATTEMPTS:
+                raise ArenaError(f"the Ray Client server at {target} failed to start a session {CLIENT_ATTEMPTS} times: "
+                                 f"{first_line(err)}; or submit from a node of the cluster (executor.address=HEAD:6379)") from None
     return True
 
 

@@ -1,7 +1,8 @@
 """A real Ray cluster on this machine (Ray's multi-node test utility: a head and two worker nodes, each
 with the resources `python -m arena.cluster resources --matrix smoke` prints) runs arena the way a user
 does: `python -m arena +matrix=smoke executor=ray executor.address=...`, from a process of its own,
-connected through Ray Client (ray://, as from a machine outside the cluster) or as a driver on the head.
+as a driver on the head (as from a machine joined to the cluster) or through Ray Client (ray://, as from
+a machine outside it).
 
 The tests share one cluster; the last one kills a worker node mid-cell.
 """
@@ -48,7 +49,8 @@ def cluster():
 
 def arena(address: str, *args: str, cwd: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, "-m", "arena", "+matrix=smoke", "executor=ray", f"executor.address={address}", *args],
+    matrix = [] if any(a.startswith("+matrix=") for a in args) else ["+matrix=smoke"]
+    return subprocess.Popen([sys.executable, "-m", "arena", *matrix, "executor=ray", f"executor.address={address}", *args],
                             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -63,9 +65,9 @@ def stored(results_dir: Path) -> dict[str, dict]:
 
 @pytest.mark.slow
 def test_smoke_runs_on_both_workers_and_results_arrive_here(cluster, tmp_path, shared_cache):
-    _, workers, client = cluster
+    head, workers, _ = cluster
     results_dir = tmp_path / "results"
-    rc, out, err = finish(arena(client, "models=[smollm2-135m,resnet-50]", "frameworks=[torch,jax]",
+    rc, out, err = finish(arena(head.address, "models=[smollm2-135m,resnet-50]", "frameworks=[torch,jax]",
                                 f"results_dir={results_dir}", f"cache_dir={shared_cache}", cwd=tmp_path))
     assert rc == 0, err[-3000:]
     results = stored(results_dir)
@@ -78,10 +80,23 @@ def test_smoke_runs_on_both_workers_and_results_arrive_here(cluster, tmp_path, s
     assert {r["system"]["node_id"] for r in results.values()} == worker_ids, "both workers took cells"
     assert "2 node(s) serve this run" in out and "smollm2-135m (tiny)" in out, "the summary is printed here"
 
-    rc, out, _ = finish(arena(client, "models=[smollm2-135m,resnet-50]", "frameworks=[torch,jax]",
+    rc, out, _ = finish(arena(head.address, "models=[smollm2-135m,resnet-50]", "frameworks=[torch,jax]",
                               f"results_dir={results_dir}", f"cache_dir={shared_cache}", cwd=tmp_path))
     assert rc == 0 and out.count(": kept (ok, ") == 4, "a re-run on the cluster keeps every valid result"
     assert stored(results_dir) == results
+
+
+@pytest.mark.slow
+def test_through_ray_client_results_arrive_here(cluster, tmp_path, shared_cache):
+    """From outside the cluster: the driver talks to the head's Ray Client server (ray://)."""
+    _, workers, client = cluster
+    results_dir = tmp_path / "results"
+    rc, out, err = finish(arena(client, "models=[smollm2-135m]", "frameworks=[torch]", f"results_dir={results_dir}",
+                                f"cache_dir={shared_cache}", "force=true", cwd=tmp_path))
+    assert rc == 0, err[-3000:]
+    (result,) = stored(results_dir).values()
+    assert result["status"] == "ok" and result["system"]["node_id"] in {w.node_id for w in workers}
+    assert ": running on " in out, "the node's start reaches the driver through Ray Client"
 
 
 def test_a_matrix_no_node_serves_is_a_clear_error(cluster, tmp_path, shared_cache):
@@ -104,6 +119,29 @@ def test_no_cluster_at_the_address_is_a_clear_error(tmp_path):
     assert run.returncode == 1
     assert "no Ray cluster at 127.0.0.1:1" in run.stderr
     assert time.monotonic() - started < 60, "an unreachable address fails at once, not after Ray's retries"
+
+
+@pytest.mark.slow
+def test_cells_left_without_a_node_are_named_and_the_run_ends(cluster, tmp_path, shared_cache):
+    """The only node serving `apple` is lost while its first cell hangs: that cell is recorded, the one
+    queued behind it is reported as not run (instead of waiting for ever), and the run still ends."""
+    head, _, _ = cluster
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PYTHONPATH", str(REPO))
+        mac = head.add_node(**NODE, resources=node_resources(["apple"]))
+    head.wait_for_nodes()
+    results_dir = tmp_path / "results"
+    driver = arena(head.address, "+matrix=apple", "preset=tiny", "models=[smollm2-135m,resnet-50]", "frameworks=[tests.faults-hang]",
+                   f"results_dir={results_dir}", f"cache_dir={shared_cache}", cwd=tmp_path)
+    hang = wait_for_cell_process(shared_cache, "tests.faults-hang", driver)
+    head.remove_node(mac, allow_graceful=False)
+    rc, out, err = finish(driver)
+    assert rc == 0, err[-3000:]
+    assert gone(hang.pid)
+    (started,) = stored(results_dir).values()
+    assert started["status"] == "crashed" and started["system"]["node_id"] == mac.node_id
+    queued = ({"smollm2-135m", "resnet-50"} - {started["model"]}).pop()
+    assert f"1 cell(s) not run, no node of the cluster could take them any more: {queued}/tiny/tests.faults-hang@cpu/fp32" in out
 
 
 @pytest.mark.slow

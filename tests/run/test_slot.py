@@ -19,15 +19,21 @@ def python(code: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, text=True, stdout=subprocess.PIPE, **kwargs)
 
 
-def test_a_second_holder_waits_for_the_first():
-    holder = python("""
+def hold_slot(seconds: float) -> subprocess.Popen:
+    """A process that holds the timing slot for `seconds` (returned once it holds it)."""
+    holder = python(f"""
         import time
         from arena.run.slot import timing_slot
         with timing_slot():
             print("held", flush=True)
-            time.sleep(2)
+            time.sleep({seconds})
     """)
     assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_holder_waits_for_the_first():
+    holder = hold_slot(2)
     waiter = python("""
         import time
         from arena.run.slot import timing_slot
@@ -43,14 +49,7 @@ def test_a_second_holder_waits_for_the_first():
 
 
 def test_the_slot_is_free_again_when_its_holder_is_killed():
-    holder = python("""
-        import time
-        from arena.run.slot import timing_slot
-        with timing_slot():
-            print("held", flush=True)
-            time.sleep(600)
-    """)
-    assert holder.stdout.readline().strip() == "held"
+    holder = hold_slot(600)
     holder.kill()
     holder.wait(timeout=30)
     waiter = python("""
