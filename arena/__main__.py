@@ -26,7 +26,9 @@ def main() -> None:
     from omegaconf import OmegaConf
 
     if not any(arg.lstrip("+").startswith("matrix=") for arg in sys.argv[1:]) and not {"-h", "--help", "--info", "-i"} & set(sys.argv[1:]):
-        sys.argv.append(f"+matrix={detect_matrix()}")
+        # Beside the other overrides: argparse wants them in one run (`a=1 --multirun` and `--cfg job a=1` both work).
+        overrides = [i for i, arg in enumerate(sys.argv) if i and "=" in arg and not arg.startswith("-")]
+        sys.argv.insert(overrides[0] if overrides else len(sys.argv), f"+matrix={detect_matrix()}")
 
     @hydra.main(version_base="1.3", config_path="conf", config_name="config")
     def app(cfg) -> None:
@@ -36,6 +38,8 @@ def main() -> None:
 
         try:
             config = validate_run_config(OmegaConf.to_container(cfg, resolve=True))
+            if config.executor.kind == "ray":
+                from arena.cluster.ray_executor import execute
             results = execute(plan(config))
         except ArenaError as err:
             print(f"arena: error: {err}", file=sys.stderr)

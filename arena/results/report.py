@@ -12,13 +12,15 @@ BASELINE = "torch"  # ratios are to PyTorch eager on the same device and dtype
 
 
 def print_summary(results: list[Result], out=print) -> None:
-    key = lambda r: (r.model, r.preset)  # noqa: E731
-    for (model, preset), group in groupby(sorted(results, key=key), key=key):
+    """One table per model and preset, and per machine when the results come from several (a cluster run)."""
+    platforms = {r.system.platform_id for r in results}
+    key = lambda r: (r.model, r.preset, r.system.platform_id)  # noqa: E731
+    for (model, preset, platform), group in groupby(sorted(results, key=key), key=key):
         group = sorted(group, key=lambda r: (r.framework != BASELINE, r.framework, r.device, r.dtype))
         baselines = {(r.device, r.dtype): r for r in group if r.framework == BASELINE}
         rows = [_row(r, baselines.get((r.device, r.dtype))) for r in group]
         widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(COLUMNS)]
-        out(f"\n{model} ({preset})")
+        out(f"\n{model} ({preset})" + (f" on {platform}" if len(platforms) > 1 else ""))
         out("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)))
         out("  ".join("-" * w for w in widths))
         for row in rows:

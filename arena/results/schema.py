@@ -106,6 +106,7 @@ class System(Model):
     python: str
     gpu: str = ""
     hostname: str = ""
+    node_id: str = Field("", description="the cluster node that ran the cell (its Ray node id); empty for a run on this machine")
     arena_version: str
     arena_commit: str = ""
 

@@ -23,6 +23,17 @@ def result_path(results_dir: Path, platform_id: str, model: str, preset: str, fi
     return results_dir / platform_id / model / preset / f"{file_stem}.json"
 
 
+def results_by_platform(results_dir: Path, model: str, preset: str, file_stem: str) -> dict[str, Result]:
+    """One cell's valid results on every platform in the store, keyed by platform id (for a cluster run,
+    which learns the platform of the machine that will run a cell only when it runs it)."""
+    found = {}
+    for path in sorted(results_dir.glob(f"*/{model}/{preset}/{file_stem}.json")):
+        result = read_result(path)
+        if result is not None:
+            found[path.relative_to(results_dir).parts[0]] = result
+    return found
+
+
 def write_json_atomic(path: Path, payload: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

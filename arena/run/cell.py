@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from arena.results.schema import System
 
@@ -49,3 +49,4 @@ class CellJob(BaseModel):
     artifact_path: str
     convert_dir: str = ""  # where framework conversions of this preset's weights are cached
     system: System
+    lifeline_fd: int | None = Field(None, description="read end of a pipe whose write end only the parent holds: EOF means the parent died")

@@ -3,6 +3,8 @@
 It writes the Result JSON (atomically, after every workload, so a crash later keeps what was measured)
 and the outputs artifact for the comparison. A Python exception becomes status `error` with the
 message; a segfault, hang or OOM kill is seen by the parent, which still finds the partial result.
+If the parent dies instead (a cluster worker lost with its node, a killed run), the child follows it
+at once rather than go on timing beside whatever runs next on the machine.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import datetime as dt
 import importlib
 import importlib.metadata
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from functools import partial
@@ -36,6 +40,8 @@ from arena.specs import load_spec
 
 def main(job_path: str) -> int:
     job = CellJob.model_validate_json(Path(job_path).read_text())
+    if job.lifeline_fd is not None:
+        follow_parent(job.lifeline_fd)
     result = initial_result(job)
     started = time.perf_counter()
     try:
@@ -48,6 +54,19 @@ def main(job_path: str) -> int:
     result.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     write_json_atomic(Path(job.result_path), result.model_dump(mode="json"))
     return 0
+
+
+def follow_parent(lifeline_fd: int) -> None:
+    """Kill this cell's whole process group when the parent's end of the lifeline closes.
+
+    The parent closes its end only after this process has ended, so EOF here means the parent died.
+    A blocked read costs nothing while the cell is timed (no polling), and works on Linux and macOS.
+    """
+    def watch() -> None:
+        os.read(lifeline_fd, 1)
+        os.killpg(0, signal.SIGKILL)  # the child is a session leader: its group is this cell's processes
+
+    threading.Thread(target=watch, name="arena-lifeline", daemon=True).start()
 
 
 def initial_result(job: CellJob) -> Result:

@@ -4,12 +4,34 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from arena.errors import ArenaError
 from arena.specs.loader import DEFAULT_SPECS_DIR
 from arena.specs.schema import DTYPES
+
+
+class LocalExecutor(BaseModel):
+    """Every cell on this machine, one after another (arena/run/orchestrate.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["local"] = "local"
+
+
+class RayExecutor(BaseModel):
+    """Every cell as a task on a Ray cluster, results back into this machine's store (arena/cluster)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["ray"]
+    address: str = Field("auto", description="`auto` (the cluster `ray start` joined this machine to), "
+                         "HOST:PORT of the head's GCS, or ray://HOST:10001 (Ray Client, from outside the cluster)")
+
+
+Executor = Annotated[LocalExecutor | RayExecutor, Field(discriminator="kind")]
 
 
 class RunConfig(BaseModel):
@@ -26,6 +48,7 @@ class RunConfig(BaseModel):
     cache_dir: str = "~/.cache/arena"
     specs_dir: str | None = Field(None, description="default: the repository's specs/models")
     force: bool = Field(False, description="re-run cells that already have a valid result")
+    executor: Executor = Field(default_factory=LocalExecutor, description="where the cells run (executor=local|ray)")
 
     def path(self, value: str) -> Path:
         return Path(os.path.expanduser(value)).resolve()

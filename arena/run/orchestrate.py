@@ -4,6 +4,10 @@ The parent never imports a framework. It materialises weights, starts each cell'
 what happened to it (a crash, a hang, an OOM kill are results too), runs the PyTorch reference on
 demand when a verdict needs it, and compares outputs. Re-running skips cells whose result is still
 valid for the same spec, weights and framework version.
+
+`execute` runs the cells here, one after another. `keeps` and `measure_and_judge` are the one cell
+path every executor shares: a cluster executor (arena/cluster) calls them on the node that runs the
+cell and only the Result travels back.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ import numpy as np
 from arena import weights
 from arena.errors import unknown_name
 from arena.results.compare import compare, validate_reference
-from arena.results.schema import Correctness, Result
+from arena.results.schema import Correctness, Result, System
 from arena.results.store import read_result, result_path, write_json_atomic
 from arena.run.cell import Cell, CellJob
 from arena.run.config import RunConfig
+from arena.run.progress import Progress
+from arena.run.slot import timing_slot
 from arena.run.system import default_threads, describe
 from arena.specs import load_specs
 from arena.specs.schema import ModelSpec
@@ -73,36 +79,45 @@ def plan(config: RunConfig) -> Run:
 
 
 def execute(run: Run, log=print) -> list[Result]:
+    """Run the cells one after another on this machine, writing each result as soon as it is judged."""
     system = describe()
-    results, durations = [], []
-    started = time.monotonic()
     log(f"arena: {len(run.cells)} cells, matrix {run.config.matrix}, preset {run.config.preset}, "
         f"{run.threads} threads, platform {system.platform_id} → {run.results_dir}")
+    progress = Progress(len(run.cells), log)
+    results = []
     weights_files: dict[str, weights.WeightsFile] = {}  # per model: a local checkpoint is hashed once
-    for index, cell in enumerate(run.cells, 1):
+    for cell in run.cells:
         spec = run.specs[cell.model]
         path = result_path(run.results_dir, system.platform_id, cell.model, cell.preset, cell.file_stem)
         if cell.model not in weights_files:
             weights_files[cell.model] = weights.materialize(spec, cell.preset, run.cache_dir)
         weights_file = weights_files[cell.model]
         previous = read_result(path)
-        if previous and not run.config.force and still_valid(previous, spec, cell.preset, weights_file.weights_hash):
+        if keeps(run, cell, previous, weights_file):
             results.append(previous)
-            log(f"{_bar(index, len(run.cells))} {cell.id}: kept ({previous.status}, {previous.correctness.verdict}) from run {previous.run_id}")
+            progress.kept(cell, previous)
             continue
-        log(f"{_bar(index - 1, len(run.cells))} {cell.id}: running (deadline {spec.presets[cell.preset].timeout_s:g} s)")
-        cell_started = time.monotonic()
-        result = run_cell(run, cell, spec, weights_file, system, mode="measure")
-        result.correctness = judge(run, cell, spec, weights_file, system, result)
+        progress.running(cell, spec.presets[cell.preset].timeout_s)
+        started = time.monotonic()
+        result = measure_and_judge(run, cell, weights_file, system)
         write_json_atomic(path, result.model_dump(mode="json"))
         results.append(result)
-        durations.append(time.monotonic() - cell_started)
-        remaining = len(run.cells) - index
-        eta = remaining * (sum(durations) / len(durations))
-        log(f"{_bar(index, len(run.cells))} {cell.id}: {result.status}, {result.correctness.verdict} "
-            f"({durations[-1]:.1f}s; elapsed {_clock(time.monotonic() - started)}, ETA {_clock(eta)})"
-            + (f" — {result.reason[:200]}" if result.reason else ""))
+        progress.finished(cell, result, time.monotonic() - started)
     return results
+
+
+def keeps(run: Run, cell: Cell, previous: Result | None, weights_file: weights.WeightsFile) -> bool:
+    """Whether a previous result of this cell on this machine stands, so a re-run skips the cell."""
+    spec = run.specs[cell.model]
+    return previous is not None and not run.config.force and still_valid(previous, spec, cell.preset, weights_file.weights_hash)
+
+
+def measure_and_judge(run: Run, cell: Cell, weights_file: weights.WeightsFile, system: System) -> Result:
+    """A cell's child process, then its verdict, both on the machine that runs the cell."""
+    spec = run.specs[cell.model]
+    result = run_cell(run, cell, spec, weights_file, system, mode="measure")
+    result.correctness = judge(run, cell, spec, weights_file, system, result)
+    return result
 
 
 def still_valid(previous: Result, spec: ModelSpec, preset: str, weights_hash: str) -> bool:
@@ -130,25 +145,29 @@ def run_cell(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, mode: 
     for stale in (Path(job.result_path), Path(job.artifact_path)):
         stale.unlink(missing_ok=True)
     job_path, log_path = cell_file(run, cell, system, mode, ".job.json"), cell_file(run, cell, system, mode, ".log")
-    job_path.write_text(job.model_dump_json(indent=1))
     timeout_s = spec.presets[cell.preset].timeout_s
-    with open(log_path, "w") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "arena.run.child", str(job_path)],
-            stdout=log_file, stderr=subprocess.STDOUT, env=child_env(run.threads), start_new_session=True,
-        )
+    # The deadline starts when the child does, after any wait for the machine's timing slot.
+    with timing_slot(on_wait=_waiting), open(log_path, "w") as log_file:
+        # The lifeline: the child holds the read end and dies when it reads EOF, which happens only if
+        # this process died first (a lost cluster worker, a killed run); see child.follow_parent.
+        lifeline_read, lifeline = os.pipe()
+        job.lifeline_fd = lifeline_read
+        job_path.write_text(job.model_dump_json(indent=1))
         try:
-            returncode = process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            returncode = None
-    result = read_result(Path(job.result_path))
-    if result is None:  # died before writing anything
-        result = Result(run_id=run.run_id, created="", model=cell.model, family=spec.family, preset=cell.preset,
-                        framework=cell.framework, device=cell.device, dtype=cell.dtype, threads=run.threads,
-                        status="running", spec_hash=spec.spec_hash(cell.preset), weights_hash=weights_file.weights_hash,
-                        weights_source=weights_file.source, system=system)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "arena.run.child", str(job_path)], stdout=log_file, stderr=subprocess.STDOUT,
+                env=child_env(run.threads), start_new_session=True, pass_fds=(lifeline_read,),
+            )
+            os.close(lifeline_read)
+            try:
+                returncode = process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                returncode = None
+        finally:
+            os.close(lifeline)
+    result = read_result(Path(job.result_path)) or unfinished_result(run, cell, spec, weights_file, system)
     if returncode is None:
         result.status, result.reason = "timeout", f"no result within the preset's timeout_s = {timeout_s:g}"
     elif returncode != 0 or result.status == "running":
@@ -159,6 +178,14 @@ def run_cell(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, mode: 
     return result
 
 
+def unfinished_result(run: Run, cell: Cell, spec: ModelSpec, weights_file: weights.WeightsFile, system: System) -> Result:
+    """The record of a cell whose process died before writing anything; the caller says how it ended."""
+    return Result(run_id=run.run_id, created="", model=cell.model, family=spec.family, preset=cell.preset,
+                  framework=cell.framework, device=cell.device, dtype=cell.dtype, threads=run.threads,
+                  status="running", spec_hash=spec.spec_hash(cell.preset), weights_hash=weights_file.weights_hash,
+                  weights_source=weights_file.source, system=system)
+
+
 def judge(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, result: Result) -> Correctness:
     artifact = cell_file(run, cell, system, "measure", ".npz")
     if result.status not in ("ok", "error") or not artifact.exists():
@@ -167,7 +194,7 @@ def judge(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, result: R
     reference_file = reference_path(run, spec, cell.preset, weights_file.weights_hash)
     if cell.is_reference:
         checks = validate_reference(candidate)
-        shutil.copyfile(artifact, reference_file)
+        install_file(artifact, reference_file)
         broken = [c for c in checks if not c.passed]
         if broken:
             return Correctness(verdict="fail", reason="degenerate reference: " + "; ".join(f"{c.name}: {c.detail}" for c in broken), checks=checks)
@@ -178,13 +205,20 @@ def judge(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, result: R
         ref_artifact = cell_file(run, reference_cell, system, "reference", ".npz")
         if ref.status != "ok" or not ref_artifact.exists():
             return Correctness(verdict="n/a", reason=f"the PyTorch reference could not run: {ref.status} {ref.reason}"[:500])
-        shutil.copyfile(ref_artifact, reference_file)
+        install_file(ref_artifact, reference_file)
     tolerances, note = spec.tolerances_for(cell.framework, cell.dtype)
     if tolerances is None:
         return Correctness(verdict="n/a", reason=f"the spec declares no tolerances for {cell.dtype}")
     correctness = compare(candidate, dict(np.load(reference_file)), tolerances)
     correctness.reference, correctness.tolerance_note = reference_file.name, note
     return correctness
+
+
+def install_file(source: Path, target: Path) -> None:
+    """Copy, then rename into place: a reader (another node sharing this cache) never sees half a file."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
 
 
 def cell_file(run: Run, cell: Cell, system, mode: str, suffix: str) -> Path:
@@ -219,18 +253,12 @@ def _exit_reason(returncode: int | None) -> str:
     return f"the cell process exited with code {returncode} before finishing"
 
 
+def _waiting(holder: str) -> None:
+    print(f"arena: waiting for this machine's timing slot (held by {holder})", file=sys.stderr, flush=True)
+
+
 def _tail(path: Path) -> str:
     try:
         return path.read_text(errors="replace")[-LOG_TAIL_CHARS:].strip() or "(empty)"
     except OSError:
         return "(no log)"
-
-
-def _bar(done: int, total: int, width: int = 20) -> str:
-    filled = round(width * done / total) if total else width
-    return f"[{'█' * filled}{'░' * (width - filled)}] {done}/{total}"
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -32,3 +32,15 @@ def test_summary_puts_torch_first_and_shows_ratios():
     rows = [line.split() for line in lines[3:6]]
     assert [row[0] for row in rows] == ["torch", "jax", "mlx"]
     assert "0.50" in lines[4] and "3.00" in lines[5]
+
+
+def test_results_from_several_machines_get_a_table_each_with_its_own_baseline():
+    here, there, jax_there = result("torch", [20.0]), result("torch", [40.0]), result("jax", [80.0])
+    for r in (there, jax_there):
+        r.system = r.system.model_copy(update={"platform_id": "zz-other-machine"})
+    lines: list[str] = []
+    print_summary([here, there, jax_there], out=lines.append)
+    assert [line for line in lines if line.startswith("\nm (tiny)")] == [
+        f"\nm (tiny) on {here.system.platform_id}", "\nm (tiny) on zz-other-machine"]
+    (jax_row,) = [line for line in lines if line.startswith("jax")]
+    assert "2.00" in jax_row, "jax is compared with torch on its own machine (80 / 40), not this one's"
