@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
+
+import psutil
 
 import pytest
 
@@ -13,6 +16,20 @@ from arena.run.orchestrate import execute, plan
 from arena.specs import spec_files
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def gone(pid: int, timeout: float = 30) -> bool:
+    """The process exits within the timeout (a zombie waiting for a reaper counts: it runs nothing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
 SPEC_NAMES = [p.stem for p in spec_files()]
 
 

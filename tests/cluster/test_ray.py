@@ -22,12 +22,14 @@ import pytest
 import yaml
 
 from arena.cluster.resources import node_resources
-from tests.conftest import REPO
+from arena.specs import spec_files
+from tests.conftest import REPO, gone
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("torch")
 pytest.importorskip("jax")
 
+MODELS = [path.stem for path in spec_files()]  # every model, as +matrix=smoke runs them
 NODE = {"num_cpus": 0, "object_store_memory": 80 * 2**20}  # the slot limits a node, not Ray's CPU count
 
 
@@ -67,11 +69,11 @@ def stored(results_dir: Path) -> dict[str, dict]:
 def test_smoke_runs_on_both_workers_and_results_arrive_here(cluster, tmp_path, shared_cache):
     head, workers, _ = cluster
     results_dir = tmp_path / "results"
-    rc, out, err = finish(arena(head.address, "models=[smollm2-135m,resnet-50]", "frameworks=[torch,jax]",
-                                f"results_dir={results_dir}", f"cache_dir={shared_cache}", cwd=tmp_path))
+    rc, out, err = finish(arena(head.address, "frameworks=[torch,jax]", f"results_dir={results_dir}", f"cache_dir={shared_cache}",
+                                cwd=tmp_path))
     assert rc == 0, err[-3000:]
     results = stored(results_dir)
-    assert sorted(results) == ["resnet-50:jax-cpu-fp32", "resnet-50:torch-cpu-fp32", "smollm2-135m:jax-cpu-fp32", "smollm2-135m:torch-cpu-fp32"]
+    assert sorted(results) == sorted(f"{model}:{fw}-cpu-fp32" for model in MODELS for fw in ("torch", "jax")), "every cell of the smoke matrix"
     worker_ids = {w.node_id for w in workers}
     for key, result in results.items():
         assert result["status"] == "ok", (key, result["reason"])
@@ -80,9 +82,9 @@ def test_smoke_runs_on_both_workers_and_results_arrive_here(cluster, tmp_path, s
     assert {r["system"]["node_id"] for r in results.values()} == worker_ids, "both workers took cells"
     assert "2 node(s) serve this run" in out and "smollm2-135m (tiny)" in out, "the summary is printed here"
 
-    rc, out, _ = finish(arena(head.address, "models=[smollm2-135m,resnet-50]", "frameworks=[torch,jax]",
-                              f"results_dir={results_dir}", f"cache_dir={shared_cache}", cwd=tmp_path))
-    assert rc == 0 and out.count(": kept (ok, ") == 4, "a re-run on the cluster keeps every valid result"
+    rc, out, _ = finish(arena(head.address, "frameworks=[torch,jax]", f"results_dir={results_dir}", f"cache_dir={shared_cache}",
+                              cwd=tmp_path))
+    assert rc == 0 and out.count(": kept (ok, ") == len(results), "a re-run on the cluster keeps every valid result"
     assert stored(results_dir) == results
 
 
@@ -189,19 +191,6 @@ def test_a_lost_worker_keeps_finished_results_and_records_its_cell(cluster, tmp_
     rerun = again["smollm2-135m:tests.faults-hang-cpu-fp32"]
     assert rerun["status"] == "timeout" and rerun["run_id"] != interrupted["run_id"]
     assert rerun["system"]["node_id"] != lost.node_id
-
-
-def gone(pid: int, timeout: float = 30) -> bool:
-    """The process exits within the timeout (a zombie waiting for a reaper counts: it runs nothing)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def wait_for_cell_process(cache: Path, framework: str, driver: subprocess.Popen, timeout: float = 300) -> psutil.Process:

@@ -11,7 +11,7 @@ import time
 
 import psutil
 
-from tests.conftest import REPO
+from tests.conftest import REPO, gone
 
 
 def python(code: str, **kwargs) -> subprocess.Popen:
@@ -79,15 +79,5 @@ def test_a_cell_process_dies_with_its_parent():
     assert psutil.pid_exists(child_pid)
     parent.send_signal(signal.SIGKILL)
     parent.wait(timeout=30)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and not gone(child_pid):
-        time.sleep(0.1)
-    assert gone(child_pid), "the child outlived its parent"
+    assert gone(child_pid, timeout=15), "the child outlived its parent"
 
-
-def gone(pid: int) -> bool:
-    """Exited (a zombie waiting for a reaper counts: it runs nothing)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
