@@ -134,7 +134,7 @@ def execute(run: Run, log=print) -> list[Result]:
     """Send every cell to the cluster, write each result into this machine's store as it comes back."""
     ray = import_ray()
     address = run.config.executor.address
-    connected_here = connect(ray, address)
+    connected_here = connect(ray, address, log)
     try:
         orders = [Order(i, cell, cell_requirement(run.config.matrix, cell)) for i, cell in enumerate(run.cells)]
         serving = check_servable(orders, alive_nodes(ray), address, run.config.matrix)
@@ -298,7 +298,7 @@ def alive_nodes(ray) -> dict[str, dict[str, float]]:
     return {f"{n['NodeManagerHostname']} (node {n['NodeID'][:8]})": n["Resources"] for n in ray.nodes() if n["Alive"]}
 
 
-def connect(ray, address: str) -> bool:
+def connect(ray, address: str, log=print) -> bool:
     """Join the cluster as a driver; True if this call connected (and so should disconnect).
 
     Ray's own `ray.init` retries an unreachable address for minutes; a quick TCP check first turns a wrong
@@ -317,12 +317,15 @@ def connect(ray, address: str) -> bool:
             ray.init(address=target, namespace="arena", log_to_driver=False, logging_level=logging.WARNING)
             return True
         except ConnectionAbortedError as err:
-            # Ray Client's server forks a process per client, and the fork sometimes dies at once
-            # (ray-project/ray#63202, open); the next connection gets a new one.
+            # Ray Client's server forks a process per client, and sometimes that process never answers
+            # (ray-project/ray#63202, open): the server gives up after its channel check (30 s by
+            # default) and the next connection gets a new process.
             ray.shutdown()
             if attempt == CLIENT_ATTEMPTS:
                 raise ArenaError(f"the Ray Client server at {target} failed to start a session {CLIENT_ATTEMPTS} times: "
                                  f"{first_line(err)}; or submit from a node of the cluster (executor.address=HEAD:6379)") from None
+            log(f"arena: the Ray Client server at {target} lost the session it started (ray-project/ray#63202): "
+                f"{first_line(err)}; connecting again ({attempt + 1}/{CLIENT_ATTEMPTS})")
     return True
 
 
