@@ -227,7 +227,7 @@ class Dispatch:
         if settled.kept:
             self.progress.kept(order.cell, result)
             return result
-        self.store(result)
+        self.store(order.cell, result)
         self.progress.finished(order.cell, result, time.monotonic() - order.started_at, where=f" on {self.where(order)}")
         return result
 
@@ -237,12 +237,12 @@ class Dispatch:
         result.reason = f"lost with its node ({self.where(order)}) while the cell ran: {type(err).__name__}: {first_line(err)}"
         result.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         result.correctness = Correctness(verdict="n/a", reason="cell status crashed")
-        self.store(result)
+        self.store(order.cell, result)
         self.progress.finished(order.cell, result, time.monotonic() - order.started_at, where=f" on {self.where(order)}")
         return result
 
-    def store(self, result: Result) -> None:
-        cell = Cell(model=result.model, preset=result.preset, framework=result.framework, device=result.device, dtype=result.dtype)
+    def store(self, cell: Cell, result: Result) -> None:
+        """Into this machine's store, under the platform of the node that ran the cell."""
         path = result_path(self.run.results_dir, result.system.platform_id, cell.model, cell.preset, cell.file_stem)
         write_json_atomic(path, result.model_dump(mode="json"))
 
@@ -252,7 +252,7 @@ class Dispatch:
         nodes = alive_nodes(self.ray)
         dropped = []
         for ref, order in list(pending.items()):
-            if order.started is None and not any(not missing(order.requirement, offered) for offered in nodes.values()):
+            if order.started is None and not servable(order.requirement, nodes):
                 self.ray.cancel(ref, force=True)
                 del pending[ref]
                 dropped.append(order)
@@ -277,7 +277,7 @@ def check_servable(orders: list[Order], nodes: dict[str, dict[str, float]], addr
     """The nodes that can run at least one cell; an ArenaError naming what is missing if some cell has none."""
     unserved: dict[str, list[Cell]] = {}  # what the cells need (as text) → the cells
     for order in orders:
-        if not any(not missing(order.requirement, offered) for offered in nodes.values()):
+        if not servable(order.requirement, nodes):
             unserved.setdefault(resources_json(order.requirement.needs()), []).append(order.cell)
     if unserved:
         offers = "; ".join(f"{name}: {', '.join(sorted(k for k in offered if k.startswith('arena_') or k == 'GPU')) or 'no arena resources'}"
@@ -291,6 +291,11 @@ def check_servable(orders: list[Order], nodes: dict[str, dict[str, float]], addr
             f"(`python -m arena.cluster resources --matrix {matrix}` prints it on that machine)"
         )
     return [name for name, offered in nodes.items() if any(not missing(o.requirement, offered) for o in orders)]
+
+
+def servable(requirement: Requirement, nodes: dict[str, dict[str, float]]) -> bool:
+    """Whether some node offers everything the cell needs."""
+    return any(not missing(requirement, offered) for offered in nodes.values())
 
 
 def alive_nodes(ray) -> dict[str, dict[str, float]]:

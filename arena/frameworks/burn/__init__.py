@@ -26,4 +26,3 @@ SETTINGS = {
 
 def probe(ctx: BuildContext) -> Probe:
     return rust_native.probe("burn", ctx, backend="Burn flex", settings=SETTINGS)
-
