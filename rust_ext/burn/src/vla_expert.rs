@@ -14,7 +14,7 @@
 //! denoising steps: the cross-attention layers re-project the prefix K/V every step.
 
 use arena_common::config::{self, VlaExpert as Config};
-use arena_common::{Arrays, Error, HostData, NativeModel, Result, Workload};
+use arena_common::{array, Arrays, Error, NativeModel, Result, Workload};
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::silu;
@@ -223,21 +223,6 @@ impl VlaExpert {
     }
 }
 
-fn scalar_i64(inputs: &Arrays, name: &str) -> Result<i64> {
-    let array = arena_common::array::get(inputs, name)?;
-    match &array.data {
-        HostData::I64(v) if v.len() == 1 => Ok(v[0]),
-        _ => Err(Error(format!("input {name:?} must be one int64, got shape {:?}", array.shape))),
-    }
-}
-
-fn host_f32(inputs: &Arrays, name: &str) -> Result<Vec<f32>> {
-    match &arena_common::array::get(inputs, name)?.data {
-        HostData::F32(v) => Ok(v.clone()),
-        HostData::I64(_) => Err(Error(format!("input {name:?} must be float32"))),
-    }
-}
-
 impl Family for VlaExpert {
     type Module = Policy;
 
@@ -251,17 +236,11 @@ impl Family for VlaExpert {
         let [batch, chunk, _] = noise.dims();
         let prefix = self.prefix(inputs, chunk, &dev)?;
         self.state = match workload {
-            Workload::Inference => {
-                let num_steps = scalar_i64(inputs, "num_steps")?;
-                if num_steps <= 0 {
-                    return Err(Error(format!("num_steps must be positive, got {num_steps}")));
-                }
-                State::Inference { prefix, noise, num_steps: num_steps as usize }
-            }
+            Workload::Inference => State::Inference { prefix, noise, num_steps: array::count(inputs, "num_steps")? },
             Workload::Latency => State::Latency { prefix, noise },
             Workload::Training => {
                 let actions = layers::input(inputs, "actions", &dev)?;
-                let time = host_f32(inputs, "time")?;
+                let time = array::f32_values(inputs, "time")?.to_vec();
                 if time.len() != batch {
                     return Err(Error(format!("time has {} entries for a batch of {batch}", time.len())));
                 }

@@ -16,6 +16,8 @@ use candle_nn::{ops, rotary_emb, Module};
 
 use arena_common::{Arrays, HostArray, HostData};
 
+use crate::common_error;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Infer,
@@ -133,7 +135,7 @@ pub fn to_tensor(array: HostArray, device: &Device) -> Result<Tensor> {
 
 /// An input by name as a tensor, or an error naming it.
 pub fn input(inputs: &Arrays, name: &str, device: &Device) -> Result<Tensor> {
-    let array = arena_common::array::get(inputs, name).map_err(|e| candle_core::Error::Msg(e.0))?;
+    let array = arena_common::array::get(inputs, name).map_err(common_error)?;
     to_tensor(array.clone(), device)
 }
 
@@ -141,7 +143,7 @@ pub fn input(inputs: &Arrays, name: &str, device: &Device) -> Result<Tensor> {
 pub fn to_host(t: &Tensor) -> Result<HostArray> {
     let shape = t.dims().to_vec();
     let data = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    HostArray::f32(shape, data).map_err(|e| candle_core::Error::Msg(e.0))
+    HostArray::f32(shape, data).map_err(common_error)
 }
 
 /// y = x W^T (+ b) with PyTorch's [out, in] weight, for inputs of any rank.

@@ -70,6 +70,11 @@ pub fn native_error(err: candle_core::Error) -> Error {
     Error(err.to_string())
 }
 
+/// An arena_common error (a bad input) inside candle's own Result.
+pub fn common_error(err: Error) -> candle_core::Error {
+    candle_core::Error::Msg(err.0)
+}
+
 /// Build a family's model from its config JSON and the official-named weights.
 pub fn build(family: &str, config_json: &str, weights: Arrays, device: &str) -> Result<Box<dyn NativeModel>> {
     let device = match device {

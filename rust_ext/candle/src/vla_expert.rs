@@ -13,10 +13,10 @@
 use candle_core::{Device, Result, Tensor};
 
 use arena_common::config::{self, VlaExpert as Config};
-use arena_common::{Arrays, HostData, NativeModel, Workload};
+use arena_common::{array, Arrays, NativeModel, Workload};
 
 use crate::layers::{self, Last, Mode, Params};
-use crate::{native_error, Family, Native};
+use crate::{common_error, native_error, Family, Native};
 
 const EXPERT: &str = "model.vlm_with_expert.lm_expert";
 const ACTION_PROJECTIONS: [&str; 4] = ["action_in_proj", "action_out_proj", "action_time_mlp_in", "action_time_mlp_out"];
@@ -185,39 +185,17 @@ impl VlaExpert {
     }
 }
 
-fn scalar_i64(inputs: &Arrays, name: &str) -> Result<i64> {
-    let array = arena_common::array::get(inputs, name).map_err(|e| candle_core::Error::Msg(e.0))?;
-    match &array.data {
-        HostData::I64(v) if v.len() == 1 => Ok(v[0]),
-        _ => candle_core::bail!("input {name:?} must be one int64, got shape {:?}", array.shape),
-    }
-}
-
-fn host_f32(inputs: &Arrays, name: &str) -> Result<Vec<f32>> {
-    let array = arena_common::array::get(inputs, name).map_err(|e| candle_core::Error::Msg(e.0))?;
-    match &array.data {
-        HostData::F32(v) => Ok(v.clone()),
-        HostData::I64(_) => candle_core::bail!("input {name:?} must be float32"),
-    }
-}
-
 impl Family for VlaExpert {
     fn setup(&mut self, workload: Workload, inputs: &Arrays) -> Result<()> {
         let dev = self.params.device.clone();
         let noise = layers::input(inputs, "noise", &dev)?;
         let prefix = self.prefix(inputs, noise.dim(1)?)?;
         self.state = match workload {
-            Workload::Inference => {
-                let num_steps = scalar_i64(inputs, "num_steps")?;
-                if num_steps <= 0 {
-                    candle_core::bail!("num_steps must be positive, got {num_steps}");
-                }
-                State::Inference { prefix, noise, num_steps: num_steps as usize }
-            }
+            Workload::Inference => State::Inference { prefix, noise, num_steps: array::count(inputs, "num_steps").map_err(common_error)? },
             Workload::Latency => State::Latency { prefix, noise },
             Workload::Training => {
                 let actions = layers::input(inputs, "actions", &dev)?;
-                let time = host_f32(inputs, "time")?;
+                let time = array::f32_values(inputs, "time").map_err(common_error)?.to_vec();
                 if time.len() != noise.dim(0)? {
                     candle_core::bail!("time has {} entries for a batch of {}", time.len(), noise.dim(0)?);
                 }

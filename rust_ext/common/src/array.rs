@@ -58,6 +58,24 @@ pub fn get<'a>(arrays: &'a Arrays, name: &str) -> Result<&'a HostArray> {
     })
 }
 
+/// A count input: one positive int64 (the VLA expert's `num_steps`).
+pub fn count(arrays: &Arrays, name: &str) -> Result<usize> {
+    let array = get(arrays, name)?;
+    match &array.data {
+        HostData::I64(v) if v.len() == 1 && v[0] > 0 => Ok(v[0] as usize),
+        HostData::I64(v) if v.len() == 1 => Err(Error(format!("{name} must be positive, got {}", v[0]))),
+        _ => Err(Error(format!("input {name:?} must be one int64, got shape {:?}", array.shape))),
+    }
+}
+
+/// A float32 input's values on the host, for what a family computes there (the VLA expert's times).
+pub fn f32_values<'a>(arrays: &'a Arrays, name: &str) -> Result<&'a [f32]> {
+    match &get(arrays, name)?.data {
+        HostData::F32(v) => Ok(v),
+        HostData::I64(_) => Err(Error(format!("input {name:?} must be float32"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +93,19 @@ mod tests {
         arrays.insert("input_ids".into(), HostArray::i64(vec![1], vec![3]).unwrap());
         let err = get(&arrays, "labels").unwrap_err();
         assert!(err.0.contains("\"labels\"") && err.0.contains("input_ids"), "{err}");
+    }
+
+    #[test]
+    fn a_count_is_one_positive_int64() {
+        let mut arrays = Arrays::new();
+        arrays.insert("steps".into(), HostArray::i64(vec![1], vec![10]).unwrap());
+        arrays.insert("zero".into(), HostArray::i64(vec![1], vec![0]).unwrap());
+        arrays.insert("pair".into(), HostArray::i64(vec![2], vec![1, 2]).unwrap());
+        arrays.insert("time".into(), HostArray::f32(vec![2], vec![0.5, 1.0]).unwrap());
+        assert_eq!(count(&arrays, "steps").unwrap(), 10);
+        assert_eq!(count(&arrays, "zero").unwrap_err().0, "zero must be positive, got 0");
+        assert_eq!(count(&arrays, "pair").unwrap_err().0, "input \"pair\" must be one int64, got shape [2]");
+        assert_eq!(f32_values(&arrays, "time").unwrap(), [0.5, 1.0]);
+        assert_eq!(f32_values(&arrays, "steps").unwrap_err().0, "input \"steps\" must be float32");
     }
 }

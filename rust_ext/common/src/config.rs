@@ -141,9 +141,7 @@ impl VlaExpert {
         )
         .expect("the example config parses")
     }
-}
 
-impl VlaExpert {
     pub fn vlm_kv_dim(&self) -> usize {
         self.num_key_value_heads * self.head_dim
     }

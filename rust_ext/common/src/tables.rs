@@ -68,10 +68,6 @@ impl VlaExpert {
 mod tests {
     use super::*;
 
-    fn tiny_vla() -> VlaExpert {
-        VlaExpert::tiny_example()
-    }
-
     #[test]
     fn the_timestep_sinusoid_is_diffusers_ordering() {
         let t = timestep_sinusoid(&[0, 3], 4, true, 0.0);
@@ -82,7 +78,7 @@ mod tests {
 
     #[test]
     fn the_time_embedding_is_sin_then_cos_from_the_shortest_period() {
-        let e = tiny_vla().time_embedding(&[0.0, 0.5]);
+        let e = VlaExpert::tiny_example().time_embedding(&[0.0, 0.5]);
         assert_eq!(e[..8], [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
         // fraction 1: period = max_period; angle = 2 pi * 0.5 / 4
         assert!((e[8 + 3] - (std::f64::consts::PI / 4.0).sin() as f32).abs() < 1e-7);
@@ -97,6 +93,6 @@ mod tests {
     #[test]
     fn the_rope_angles_are_position_over_timescale() {
         // position 2: [2, 2 / 100] (timescale 10000^(i/2))
-        assert_eq!(tiny_vla().rope_angles(3)[4..], [2.0f32, 0.02]);
+        assert_eq!(VlaExpert::tiny_example().rope_angles(3)[4..], [2.0f32, 0.02]);
     }
 }
