@@ -11,6 +11,7 @@ is complete, so a crash mid-way never leaves a half-written artifact that a late
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shutil
@@ -26,11 +27,19 @@ RECORD = "conversion.json"
 
 def conversion_folder(convert_dir: str, tool_id: str, code: Path) -> Path:
     """`<convert_dir>/<tool_id>-<hash of the .py files under code>`; without a cell folder (a direct
-    call), a private temporary one."""
-    root = Path(convert_dir) if convert_dir else Path(tempfile.mkdtemp(prefix="arena-convert-"))
+    call: tests, the exporters' own checks), a private temporary one that goes when the process ends."""
+    root = Path(convert_dir) if convert_dir else _private_folder()
     files = sorted(code.rglob("*.py")) if code.is_dir() else [code]
     digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:12]
     return root / f"{tool_id}-{digest}"
+
+
+def _private_folder() -> Path:
+    # Removed at exit: each direct call converts afresh, and a suite of them would otherwise leave
+    # gigabytes of graphs in the temp folder.
+    folder = Path(tempfile.mkdtemp(prefix="arena-convert-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def cached_conversion(folder: Path, tool: str, make: Callable[[Path], None]) -> Conversion:
