@@ -46,7 +46,7 @@ def generate(spec: ModelSpec, preset: str) -> dict[str, np.ndarray]:
 def materialize(spec: ModelSpec, preset: str, cache_dir: Path) -> WeightsFile:
     """The weights of a spec's preset on disk, generating them on first use."""
     if spec.weights.source == "local":
-        return _local(spec, preset)
+        return _local(spec, preset, cache_dir)
     folder = cache_dir / "weights" / f"{spec.name}-{preset}-{spec.spec_hash(preset)}"
     manifest_path = folder / "manifest.json"
     if not manifest_path.exists():
@@ -83,17 +83,37 @@ def check_layout(tensors: dict[str, np.ndarray], expected: dict[str, tuple[int, 
         raise ArenaError(f"{where}: weights do not match the spec's architecture: " + " | ".join(problems))
 
 
-def _local(spec: ModelSpec, preset: str) -> WeightsFile:
+def _local(spec: ModelSpec, preset: str, cache_dir: Path) -> WeightsFile:
     folder = Path(os.path.expanduser(spec.weights.path or ""))
     files = sorted(str(p) for p in folder.glob("*.safetensors"))
     if not files:
         raise ArenaError(f"{spec.name}: weights.path = {str(folder)!r}: no .safetensors files there")
+    return WeightsFile(files=files, weights_hash=_files_hash(files, cache_dir), source=f"local:{folder}")
+
+
+def _files_hash(files: list[str], cache_dir: Path) -> str:
+    """The files' bytes themselves, since a local checkpoint may change under the same name. Recorded
+    with the files' identities in the cache, so that a checkpoint of gigabytes is read once and not
+    again by each run, or by each cell of a Ray worker."""
+    identities = [_identity(file) for file in files]
+    record = cache_dir / "weights" / f"local-{hashlib.sha256(chr(31).join(files).encode()).hexdigest()[:16]}.json"
+    if record.exists() and (known := json.loads(record.read_text()))["identities"] == identities:
+        return known["weights_hash"]
     digest = hashlib.sha256()
-    for file in files:  # the file bytes themselves: a local checkpoint may change under the same name
+    for file in files:
         with open(file, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 24), b""):
                 digest.update(chunk)
-    return WeightsFile(files=files, weights_hash=digest.hexdigest()[:16], source=f"local:{folder}")
+    weights_hash = digest.hexdigest()[:16]
+    record.parent.mkdir(parents=True, exist_ok=True)
+    _atomic(record, lambda tmp: Path(tmp).write_text(json.dumps({"identities": identities, "weights_hash": weights_hash})))
+    return weights_hash
+
+
+def _identity(file: str) -> list:
+    """What changes when a file is rewritten in place (size, mtime, ctime) or replaced (inode)."""
+    st = os.stat(file)
+    return [file, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def _sha256(array: np.ndarray) -> str:

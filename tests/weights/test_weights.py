@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
@@ -91,3 +94,24 @@ def test_local_checkpoint_goes_through_the_same_loader(tmp_path, llama):
     empty = local.model_copy(update={"weights": local.weights.model_copy(update={"path": str(tmp_path / "nothing")})})
     with pytest.raises(ArenaError, match="no .safetensors files there"):
         weights.materialize(empty, "tiny", tmp_path / "cache")
+
+
+def test_a_local_checkpoint_is_read_once_until_it_changes(tmp_path, llama):
+    tensors = weights.generate(llama, "tiny")
+    checkpoint = tmp_path / "ckpt" / "model.safetensors"
+    checkpoint.parent.mkdir()
+    save_file(tensors, str(checkpoint))
+    local = llama.model_copy(update={"weights": llama.weights.model_copy(update={"source": "local", "path": str(checkpoint.parent)})})
+    first = weights.materialize(local, "tiny", tmp_path / "cache")
+    [record] = (tmp_path / "cache" / "weights").glob("local-*.json")
+    known = json.loads(record.read_text())
+    assert known["weights_hash"] == first.weights_hash
+    # Proof that the unchanged file is not read again: a hash planted in the record is what comes back.
+    record.write_text(json.dumps(known | {"weights_hash": "planted"}))
+    assert weights.materialize(local, "tiny", tmp_path / "cache").weights_hash == "planted"
+
+    name = next(iter(tensors))  # same names and shapes, so the same size: only the bytes differ
+    save_file(tensors | {name: tensors[name] * 2}, str(tmp_path / "new.safetensors"))
+    os.replace(tmp_path / "new.safetensors", checkpoint)
+    changed = weights.materialize(local, "tiny", tmp_path / "cache")
+    assert changed.weights_hash not in {"planted", first.weights_hash}
