@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import psutil
-
 import pytest
 
 from arena.results.schema import Result
@@ -16,6 +15,7 @@ from arena.run.orchestrate import execute, plan
 from arena.specs import spec_files
 
 REPO = Path(__file__).resolve().parents[1]
+SPEC_NAMES = [p.stem for p in spec_files()]
 
 
 def gone(pid: int, timeout: float = 30) -> bool:
@@ -30,7 +30,6 @@ def gone(pid: int, timeout: float = 30) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.1)
-SPEC_NAMES = [p.stem for p in spec_files()]
 
 
 @pytest.fixture(scope="session")

@@ -43,22 +43,17 @@ struct Body {
     norm: RmsNorm,
 }
 
-fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
-    LinearConfig::new(d_in, d_out).with_bias(false).init(device)
-}
-
 impl CausalLm {
     fn new(c: &Config, device: &Device) -> Self {
         let (h, d, i) = (c.hidden_size, c.head_dim(), c.intermediate_size);
-        let norm = || RmsNormConfig::new(h).with_epsilon(c.rms_norm_eps).init(device);
         let sizes = DecoderSizes { hidden: h, q: c.num_attention_heads * d, kv: c.num_key_value_heads * d, kv_in: h, intermediate: i, rms_norm_eps: c.rms_norm_eps };
         CausalLm {
             model: Body {
                 embed_tokens: EmbeddingConfig::new(c.vocab_size, h).init(device),
                 layers: (0..c.num_hidden_layers).map(|_| DecoderLayer::new(&sizes, device)).collect(),
-                norm: norm(),
+                norm: RmsNormConfig::new(h).with_epsilon(c.rms_norm_eps).init(device),
             },
-            lm_head: (!c.tie_word_embeddings).then(|| linear(h, c.vocab_size, device)),
+            lm_head: (!c.tie_word_embeddings).then(|| LinearConfig::new(h, c.vocab_size).with_bias(false).init(device)),
         }
     }
 }
