@@ -87,6 +87,63 @@ def bias_uniform(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int) 
     return rng.uniform(-bound, bound, size=shape).astype(np.float32)
 
 
+# ---- what makes every parameter matter ----------------------------------------------------------------
+# The usual inits set whole parameter classes to constants (norm weights 1, biases and BN statistics 0/1).
+# A model built from such weights cannot tell two same-shaped constant tensors apart, nor a dropped bias
+# from a present one, so a conversion that swaps or drops them would pass the output check. Every family
+# therefore draws these classes around their usual value, with a spread small enough to keep activations
+# and losses where the usual init puts them.
+
+# The version of the generation rules (every family's init_tensor and make_inputs). It is part of every
+# spec hash, so results computed from weights or inputs of an older rule are stale and re-run.
+GENERATION_RULES = 2
+
+NORM_WEIGHT_SPREAD = 0.1  # RMS/Layer/Group/BatchNorm weights: 1 + N(0, 0.1)
+NORM_BIAS_STD = 0.02  # their biases, and biases an init would zero: N(0, 0.02)
+ATTENTION_LOGIT_STD = 2.0  # attention logits at init are scaled to about this spread (see qk_gain)
+
+
+def norm_weight(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return (1.0 + normal(rng, shape, NORM_WEIGHT_SPREAD)).astype(np.float32)
+
+
+def small_bias(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return normal(rng, shape, NORM_BIAS_STD)
+
+
+def qk_gain(query_std: float, key_std: float) -> float:
+    """The factor for both the query and the key projection weights that gives attention logits (scaled
+    by 1/sqrt(head_dim) as every family does) a spread of about ATTENTION_LOGIT_STD.
+
+    `query_std` and `key_std` are the predicted per-element spreads of q and k at init. Their scaled dot
+    product has spread query_std * key_std, which at the usual inits is 0.03 to 0.3: attention is then
+    close to uniform, and a wrong scale, mask, RoPE or a swapped q/k barely moves the outputs. Trained
+    models attend far more sharply; this restores that, so attention bugs show.
+    """
+    return float(np.sqrt(query_gain(query_std, key_std)))
+
+
+def query_gain(query_std: float, key_std: float) -> float:
+    """The factor for the query projection alone that gives the logits that spread, where the keys are
+    given (a cached prefix) and only the query side is generated."""
+    return ATTENTION_LOGIT_STD / (query_std * key_std)
+
+
+def with_repeats(rng: np.random.Generator, ids: np.ndarray, fraction: float = 0.25) -> np.ndarray:
+    """A copy of `ids` [batch, length] in which about `fraction` of the positions (from the second on)
+    repeat an earlier token of the same row, so that an embedding gradient that overwrites instead of
+    accumulating is wrong (uniform draws over a large vocabulary almost never repeat)."""
+    ids = ids.copy()
+    batch, length = ids.shape
+    if length < 2:
+        return ids
+    for row in range(batch):
+        repeated = np.sort(rng.choice(np.arange(1, length), max(1, round(fraction * (length - 1))), replace=False))
+        for position in repeated:
+            ids[row, position] = ids[row, rng.integers(0, position)]
+    return ids
+
+
 def cross_entropy(logits: np.ndarray, labels: np.ndarray, ignore_index: int = -100) -> float:
     """Mean cross-entropy over positions whose label != ignore_index, computed in float64."""
     logits = logits.reshape(-1, logits.shape[-1]).astype(np.float64)

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from arena.families.base import FamilyConfig, FamilyWorkloads, cross_entropy, normal, require_divides
+from arena.families.base import FamilyConfig, FamilyWorkloads, cross_entropy, norm_weight, normal, qk_gain, require_divides, with_repeats
 
 OUTPUTS = {"inference": ("logits",), "latency": ("logits",), "training": ("loss",)}
 
@@ -86,15 +86,27 @@ def parameter_shapes(config: Config) -> dict[str, tuple[int, ...]]:
 
 
 def init_tensor(name: str, shape: tuple[int, ...], config: Config, rng: np.random.Generator) -> np.ndarray:
-    """HF LlamaPreTrainedModel._init_weights: norms at 1, every matrix N(0, initializer_range)."""
+    """HF LlamaPreTrainedModel._init_weights (every matrix N(0, initializer_range)) with two changes that
+    make every parameter matter (arena/families/base.py):
+
+    - RMSNorm weights 1 + N(0, 0.1) instead of 1, so no two norms are interchangeable;
+    - q_proj and k_proj scaled by `qk_gain`: their inputs are RMS-normalised (unit spread), so q and k
+      have spread initializer_range * sqrt(hidden_size) at HF's init (0.16 at the tiny preset, 0.48 at
+      SmolLM2-135M), which makes attention nearly uniform; the gain brings the logits to a spread of 2.
+    """
     if name.endswith("norm.weight"):
-        return np.ones(shape, np.float32)
-    return normal(rng, shape, config.initializer_range)
+        return norm_weight(rng, shape)
+    weight = normal(rng, shape, config.initializer_range)
+    if name.endswith(("q_proj.weight", "k_proj.weight")):
+        spread = config.initializer_range * config.hidden_size**0.5
+        weight *= np.float32(qk_gain(spread, spread))
+    return weight
 
 
 def make_inputs(config: Config, workloads: Workloads, workload: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Token ids uniform over the vocabulary; the same prompt for all three workloads."""
-    prompt = rng.integers(0, config.vocab_size, (workloads.batch, workloads.prompt_len), dtype=np.int64)
+    """Token ids uniform over the vocabulary, a quarter of them repeating an earlier token of the row (as
+    text does; see `with_repeats`); the same prompt for all three workloads."""
+    prompt = with_repeats(rng, rng.integers(0, config.vocab_size, (workloads.batch, workloads.prompt_len), dtype=np.int64))
     if workload == "latency":
         next_token = rng.integers(0, config.vocab_size, (workloads.batch, 1), dtype=np.int64)
         return {"input_ids": prompt, "next_input_ids": next_token}

@@ -19,10 +19,14 @@ Deviations from torchvision (none in the forward computation):
     - `zero_init_residual` and `replace_stride_with_dilation` are not config fields: they are fixed to
       torchvision's defaults (False, no dilation), as in every ImageNet ResNet checkpoint;
       `norm_layer` is BatchNorm2d.
-    - Generated weights use torchvision's init, except the BatchNorm running variances, which
-      torchvision leaves at 1 (identity eval-mode BN: ResNet-50's eval logits then have std ≈ 25 and
-      the cross-entropy is ≈ 79 instead of ln(1000) = 6.9). They are set by a documented analytic rule instead; see
-      `init_tensor`.
+    - Generated weights use torchvision's init, except the BatchNorm parameters and statistics, which
+      torchvision leaves constant (weight 1, bias 0, running_mean 0, running_var 1). A running_var of 1
+      makes eval-mode BN the identity (ResNet-50's eval logits then have std ≈ 25 and the cross-entropy
+      is ≈ 79 instead of ln(1000) = 6.9), and constants hide a swapped, dropped or misplaced BN tensor.
+      They are drawn by a documented analytic rule instead; see `init_tensor`.
+
+Inputs: the training labels repeat (a quarter of them repeat an earlier label of the batch), so a
+per-class gradient that overwrites instead of accumulating is wrong.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from arena.families.base import FamilyConfig, FamilyWorkloads, bias_uniform, cross_entropy, kaiming_uniform, normal
+from arena.families.base import FamilyConfig, FamilyWorkloads, bias_uniform, cross_entropy, kaiming_uniform, norm_weight, normal, small_bias, with_repeats
 
 OUTPUTS = {"inference": ("logits",), "latency": ("logits",), "training": ("loss",)}
 
@@ -182,40 +186,47 @@ def _bn_input_second_moments(config: Config) -> dict[str, float]:
 
 
 def init_tensor(name: str, shape: tuple[int, ...], config: Config, rng: np.random.Generator) -> np.ndarray:
-    """torchvision ResNet.__init__'s init, plus realistic BatchNorm running statistics.
+    """torchvision ResNet.__init__'s init, with BatchNorm tensors that are neither constant nor identity.
 
     - conv weights: kaiming_normal_(mode="fan_out", nonlinearity="relu"), std = sqrt(2 / (c_out·k²))
-    - BatchNorm: weight 1, bias 0, running_mean 0, num_batches_tracked 0 (int64, shape ())
     - fc: nn.Linear's default init (kaiming_uniform a=√5 → U(±1/√fan_in), bias U(±1/√fan_in))
-    - running_var (the one deviation): torchvision's 1 makes eval-mode BN the identity, and ResNet-50's
-      activations then grow through the 16 blocks (logits std ≈ 25). Instead every channel of a BN gets
-      the second moment that its input is predicted to have at init on N(0, 1) images (see the comment
-      above `_conv_second_moment`): eval-mode BN then normalises about as train-mode BN does, the
-      activations stay O(1) and the eval loss at init is ≈ ln(num_classes).
+    - num_batches_tracked 0 (int64, shape ())
+    - BatchNorm weight 1 + N(0, 0.1) and bias N(0, 0.02) (torchvision: 1 and 0; see
+      arena/families/base.py for why nothing is constant)
+    - running_var: torchvision's 1 makes eval-mode BN the identity, and ResNet-50's activations then
+      grow through the 16 blocks (logits std ≈ 25). Instead every channel of a BN gets the second
+      moment that its input is predicted to have at init on N(0, 1) images (see the comment above
+      `_conv_second_moment`), times U(0.8, 1.2) per channel; running_mean is N(0, 0.1²·that moment).
+      Eval-mode BN then normalises about as train-mode BN does, the activations stay O(1) and the eval
+      loss at init is ≈ ln(num_classes), while each channel's statistics differ from its neighbours'
+      and from the batch's own (so eval- and train-mode BN, or a BN reading the wrong statistics, differ).
     """
     if name.endswith("num_batches_tracked"):
         return np.zeros(shape, np.int64)
-    if name.endswith("running_var"):
-        return np.full(shape, _bn_input_second_moments(config)[name.removesuffix(".running_var")], np.float32)
-    if name.endswith(("running_mean", ".bias")) and name != "fc.bias":
-        return np.zeros(shape, np.float32)
+    if name.endswith(("running_var", "running_mean")):
+        moment = _bn_input_second_moments(config)[name.rsplit(".", 1)[0]]
+        if name.endswith("running_var"):
+            return (moment * rng.uniform(0.8, 1.2, size=shape)).astype(np.float32)
+        return normal(rng, shape, 0.1 * math.sqrt(moment))
     if name == "fc.weight":
         return kaiming_uniform(rng, shape)
     if name == "fc.bias":
         return bias_uniform(rng, shape, config.num_features)
     if len(shape) == 4:  # conv
         return normal(rng, shape, math.sqrt(2.0 / (shape[0] * shape[2] * shape[3])))
-    return np.ones(shape, np.float32)  # BatchNorm weight
+    return norm_weight(rng, shape) if name.endswith(".weight") else small_bias(rng, shape)  # BatchNorm
 
 
 def make_inputs(config: Config, workloads: Workloads, workload: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Images ~ N(0, 1) (what mean/std normalisation gives), drawn first, so the same rng gives training
-    the inference images (and latency their first `latency_batch`); labels uniform over the classes."""
+    the inference images (and latency their first `latency_batch`); labels uniform over the classes, a
+    quarter of them repeating an earlier one."""
     batch = workloads.latency_batch if workload == "latency" else workloads.batch
     size = workloads.image_size
     images = rng.standard_normal((batch, 3, size, size), dtype=np.float32)  # NCHW
     if workload == "training":
-        return {"images": images, "labels": rng.integers(0, config.num_classes, (batch,), dtype=np.int64)}
+        labels = with_repeats(rng, rng.integers(0, config.num_classes, (1, batch), dtype=np.int64))[0]
+        return {"images": images, "labels": labels}
     return {"images": images}
 
 

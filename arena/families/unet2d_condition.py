@@ -52,8 +52,13 @@ Weights: diffusers gives UNet2DConditionModel no `_init_weights`, so a fresh mod
 default init and that is what `init_tensor` reproduces: every Conv2d / Linear weight
 U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a = sqrt(5)) and its bias U(+-1/sqrt(fan_in));
 GroupNorm / LayerNorm weight 1, bias 0. (The original CompVis LDM code zero-initialises proj_out,
-resnet conv2 and conv_out; diffusers does not, and we follow diffusers.) At init the UNet's output has
-a standard deviation of about 0.3-0.4 and the MSE against unit noise is about 1.1.
+resnet conv2 and conv_out; diffusers does not, and we follow diffusers.) Two changes make every
+parameter matter (arena/families/base.py): GroupNorm / LayerNorm weights 1 + N(0, 0.1) and biases
+N(0, 0.02) instead of constants, and the attention to_q / to_k weights scaled by `qk_gain`: their
+inputs (a LayerNorm output, or the unit-scale text context) have unit spread, so q and k have spread
+1/sqrt(3) at PyTorch's init and attention is nearly uniform; the gain (sqrt(6)) brings the logits to a
+spread of 2. At init the UNet's output has a standard deviation of about 0.3-0.4 and the MSE against
+unit noise is about 1.1.
 
 Deviations from the official module, all of them restrictions (the published SD 1.x / 2.x UNets fit):
     - Only the fields below are accepted. Everything else is fixed at the SD value: mid_block_type
@@ -76,7 +81,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from arena.families.base import FamilyConfig, FamilyWorkloads, bias_uniform, kaiming_uniform
+from arena.families.base import FamilyConfig, FamilyWorkloads, bias_uniform, kaiming_uniform, norm_weight, qk_gain, small_bias
 
 OUTPUTS = {"inference": ("sample",), "latency": ("sample",), "training": ("loss",)}
 
@@ -273,10 +278,14 @@ def _is_norm(name: str) -> bool:
 
 
 def init_tensor(name: str, shape: tuple[int, ...], config: Config, rng: np.random.Generator) -> np.ndarray:
-    """PyTorch's default module init (diffusers adds none for this model): norms 1 / 0, every Conv2d and
-    Linear weight kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)), its bias U(+-1/sqrt(fan_in))."""
+    """PyTorch's default module init (diffusers adds none for this model): every Conv2d and Linear weight
+    kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)), its bias U(+-1/sqrt(fan_in)); norms and attention
+    as the module docstring says."""
     if _is_norm(name):
-        return (np.ones if name.endswith(".weight") else np.zeros)(shape, np.float32)
+        return norm_weight(rng, shape) if name.endswith(".weight") else small_bias(rng, shape)
+    if name.endswith((".to_q.weight", ".to_k.weight")):
+        spread = 1 / math.sqrt(3)  # kaiming_uniform over unit-spread inputs, whatever the fan-in
+        return kaiming_uniform(rng, shape) * np.float32(qk_gain(spread, spread))
     if name.endswith(".weight"):
         return kaiming_uniform(rng, shape)
     weight_shape = _layout(config)[name.removesuffix(".bias") + ".weight"]

@@ -78,7 +78,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from arena.families.base import FamilyConfig, FamilyWorkloads, bias_uniform, kaiming_uniform, normal, require_divides
+from arena.families.base import FamilyConfig, FamilyWorkloads, bias_uniform, kaiming_uniform, norm_weight, normal, query_gain, require_divides
 
 OUTPUTS = {"inference": ("actions",), "latency": ("velocity",), "training": ("loss",)}
 
@@ -167,7 +167,7 @@ def parameter_shapes(config: Config) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-_CROSS_KV = re.compile(rf"^{re.escape(EXPERT)}\.layers\.(\d+)\.self_attn\.[kv]_proj\.weight$")
+_ATTENTION = re.compile(rf"^{re.escape(EXPERT)}\.layers\.(\d+)\.self_attn\.([qkv])_proj\.weight$")
 
 
 def init_tensor(name: str, shape: tuple[int, ...], config: Config, rng: np.random.Generator) -> np.ndarray:
@@ -178,12 +178,25 @@ def init_tensor(name: str, shape: tuple[int, ...], config: Config, rng: np.rando
     * the cross-attention k_proj/v_proj are replaced afterwards by fresh nn.Linear, and the action
       projections are nn.Linear of VLAFlowMatching: PyTorch's default kaiming-uniform weight and
       U(-1/sqrt(fan_in), 1/sqrt(fan_in)) bias.
+
+    Two changes make every parameter matter (arena/families/base.py): RMSNorm weights 1 + N(0, 0.1),
+    and attention that is not near uniform. The query projection's input is RMS-normalised (unit
+    spread), so q has spread initializer_range * sqrt(hidden_size) (0.16 tiny, 0.54 full) against keys
+    of spread 1 (the N(0, 1) prefix cache, which dominates a self-attention layer's keys) or 1/sqrt(3)
+    (a cross-attention k_proj, kaiming-uniform over that cache). q_proj is scaled by `query_gain` for
+    those keys, and a self-attention layer's k_proj (on the action tokens) to the prefix keys' unit
+    spread, so the logits have a spread of about 2 in every layer.
     """
     if name.endswith("norm.weight"):
-        return np.ones(shape, np.float32)
-    cross = _CROSS_KV.match(name)
-    if cross and not config.is_self_attn(int(cross.group(1))):
-        return kaiming_uniform(rng, shape)
+        return norm_weight(rng, shape)
+    attention = _ATTENTION.match(name)
+    if attention:
+        self_attn, projection = config.is_self_attn(int(attention.group(1))), attention.group(2)
+        if not self_attn and projection in "kv":
+            return kaiming_uniform(rng, shape)
+        query_std = config.initializer_range * config.hidden_size**0.5
+        gain = {"q": query_gain(query_std, 1.0 if self_attn else 1 / np.sqrt(3)), "k": 1.0 / query_std, "v": 1.0}[projection]
+        return normal(rng, shape, config.initializer_range) * np.float32(gain)
     if name.startswith(EXPERT):
         return normal(rng, shape, config.initializer_range)
     if name.endswith(".bias"):

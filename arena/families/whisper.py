@@ -32,9 +32,15 @@ order, so for the same seed they share the mel and token row, and the training l
 from inference logits (`reference_loss`).
 
 Weights follow WhisperPreTrainedModel._init_weights (and PreTrainedModel._init_weights it calls):
-Linear/Conv1d/Embedding weights N(0, init_std), biases zero, LayerNorms one/zero, the `pad_token_id` row
-of embed_tokens zero, and `model.encoder.embed_positions.weight` the fixed sinusoid table of
-`sinusoids()`. That table has requires_grad=False in HF (no gradient is reported for it).
+Linear/Conv1d/Embedding weights N(0, init_std), the `pad_token_id` row of embed_tokens zero, and
+`model.encoder.embed_positions.weight` the fixed sinusoid table of `sinusoids()` (requires_grad=False
+in HF: no gradient is reported for it). Three changes make every parameter matter (see
+arena/families/base.py): biases N(0, 0.02) instead of zero, LayerNorm weights 1 + N(0, 0.1) and biases
+N(0, 0.02) instead of one/zero (at HF's init 98 of whisper.cpp's 167 tensors would be constant), and
+q_proj/k_proj weights scaled by `qk_gain` so attention is not near uniform: every attention input is
+layer-normalised, so q and k have spread init_std * sqrt(d_model) (0.16 tiny, 0.39 whisper-tiny) and
+the gain brings the logits to a spread of 2.
+Inputs repeat tokens: a quarter of each row's text tokens repeat an earlier one (`with_repeats`).
 
 Deviations from the official config: `activation_function` is fixed to "gelu" (exact erf GELU, every
 Whisper checkpoint); `scale_embedding` is fixed to false (HF computes embed_scale but never applies it,
@@ -50,7 +56,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from arena.families.base import FamilyConfig, FamilyWorkloads, cross_entropy, normal
+from arena.families.base import FamilyConfig, FamilyWorkloads, cross_entropy, norm_weight, normal, qk_gain, small_bias, with_repeats
 
 OUTPUTS = {"inference": ("encoder_hidden_states", "logits"), "latency": ("logits",), "training": ("loss",)}
 
@@ -167,16 +173,20 @@ def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> np.
 
 
 def init_tensor(name: str, shape: tuple[int, ...], config: Config, rng: np.random.Generator) -> np.ndarray:
-    """WhisperPreTrainedModel._init_weights (modeling_whisper.py) over PreTrainedModel._init_weights."""
+    """WhisperPreTrainedModel._init_weights (modeling_whisper.py) over PreTrainedModel._init_weights, with
+    the changes of the module docstring (every bias and LayerNorm random, sharper attention)."""
     if name == ENCODER_POSITIONS:
         return sinusoids(*shape)
-    if "layer_norm" in name:
-        return np.ones(shape, np.float32) if name.endswith(".weight") else np.zeros(shape, np.float32)
+    if "layer_norm" in name and name.endswith(".weight"):
+        return norm_weight(rng, shape)
     if name.endswith(".bias"):
-        return np.zeros(shape, np.float32)
+        return small_bias(rng, shape)
     weight = normal(rng, shape, config.init_std)
     if name == EMBED_TOKENS:
         weight[config.pad_token_id] = 0.0  # nn.Embedding(padding_idx=pad_token_id): that row is zeroed
+    if name.endswith(("q_proj.weight", "k_proj.weight")):
+        spread = config.init_std * config.d_model**0.5
+        weight *= np.float32(qk_gain(spread, spread))
     return weight
 
 
@@ -203,6 +213,7 @@ def make_inputs(config: Config, workloads: Workloads, workload: str, rng: np.ran
     mel = _log_mel(rng, b, config.num_mel_bins, config.num_frames)
     text = rng.integers(0, config.vocab_size - 1, (b, t), dtype=np.int64)
     text += text >= config.pad_token_id  # uniform over the vocabulary without the padding id
+    text = with_repeats(rng, text)
     start = np.full((b, 1), config.decoder_start_token_id, np.int64)
     tokens = np.concatenate([start, text], axis=1)  # [batch, decoder_len + 1]
     if workload == "latency":

@@ -115,3 +115,35 @@ def test_a_local_checkpoint_is_read_once_until_it_changes(tmp_path, llama):
     os.replace(tmp_path / "new.safetensors", checkpoint)
     changed = weights.materialize(local, "tiny", tmp_path / "cache")
     assert changed.weights_hash not in {"planted", first.weights_hash}
+
+
+@pytest.mark.parametrize("name", SPEC_NAMES)
+def test_no_parameter_class_is_constant_and_no_two_tensors_are_interchangeable(name):
+    """A conversion that swaps, drops or misplaces a tensor must change the model: no generated tensor
+    is constant (norm weights, biases, BN statistics included) and no two same-shaped ones are equal."""
+    spec = load_specs(names=[name])[name]
+    tensors = {n: a for n, a in weights.generate(spec, "tiny").items() if a.dtype.kind == "f"}
+    constant = [n for n, a in tensors.items() if a.size > 1 and np.ptp(a) == 0]
+    assert not constant, f"constant tensors: {constant[:5]}"
+    seen: dict[bytes, str] = {}
+    for tensor_name, array in tensors.items():
+        key = array.tobytes() + str(array.shape).encode()
+        assert key not in seen, f"{tensor_name} equals {seen.get(key)}"
+        seen[key] = tensor_name
+
+
+@pytest.mark.parametrize(("name", "workload", "ids"), [
+    ("smollm2-135m", "training", "input_ids"),
+    ("whisper-tiny", "training", "decoder_input_ids"),
+    ("resnet-50", "training", "labels"),
+])
+@pytest.mark.parametrize("preset", ["tiny", "full"])
+def test_token_and_label_inputs_repeat(name, workload, ids, preset):
+    """An embedding (or per-class) gradient that overwrites instead of accumulating must be wrong."""
+    from arena.families.base import rng_for
+
+    spec = load_specs(names=[name])[name]
+    family, p = load_family(spec.family), spec.presets[preset]
+    drawn = family.make_inputs(p.config, p.workloads, workload, rng_for("inputs", spec.spec_hash(preset)))[ids]
+    rows = drawn.reshape(-1, drawn.shape[-1])
+    assert all(len(np.unique(row)) < len(row) for row in rows), f"{name} {preset}: a row of {ids} without repeats"
