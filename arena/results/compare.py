@@ -1,10 +1,18 @@
 """Did a framework run the same model? Compare its outputs, loss and gradients with the reference.
 
 Artifacts are flat dicts of numpy arrays: `<workload>/<output>` for outputs (full tensors),
-`training/loss`, and for gradients `training/grad_norm/<name>` (float64 norm) and
+`training/loss`, and for gradients `training/grad_norm/<name>` (float64 norm),
 `training/grad_sample/<name>` (a fixed seeded sample of the tensor's elements, the same indices in
-every framework). Degeneracy guards come first: non-finite, all-zero or constant outputs fail whatever
-the tolerances say, so a model that outputs zeros can never "match" a reference that is near zero.
+every framework) and `training/grad_proj/<name>` (dot products of the whole tensor with
+GRAD_PROJECTIONS fixed seeded Gaussian vectors). Norms and samples alone miss an error confined to a
+few elements and every norm-preserving error (sign flips, permutations); a projection over all
+elements moves by about |z| * ||error|| whatever the error's shape, so comparing projections bounds the
+relative L2 error of the whole tensor. Degeneracy guards come first: non-finite, all-zero or constant
+outputs fail whatever the tolerances say, so a model that outputs zeros can never "match" a reference
+that is near zero.
+
+A cell passes only if every workload it supports produced every output the reference has (and, for
+training, its loss and gradients): a workload that errored or skipped an output fails the cell.
 """
 
 from __future__ import annotations
@@ -16,10 +24,18 @@ from arena.results.schema import Check, Correctness
 from arena.specs.schema import Tolerances
 
 GRAD_SAMPLE_SIZE = 256
+GRAD_PROJECTIONS = 4
+# Logits whose argmax differs from the reference's are a near-tie (and excused) only if the reference
+# scores the candidate's choice within this many output tolerances of its own top score. Elementwise
+# agreement alone allows a flip across a margin of up to two tolerances (each score moving by one); a
+# correct implementation's error is about a tenth of a tolerance, so a flip across more than one is a
+# wrong model that the loose bound of a low-precision runtime would otherwise let through.
+ARGMAX_TIE_TOLERANCES = 1.0
 
 
 def fingerprint(outputs: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Workload outputs → the artifact: full outputs, the loss, gradient norms and seeded samples."""
+    """Workload outputs → the artifact: full outputs, the loss, and per gradient its norm, seeded
+    sample and seeded projections."""
     artifact: dict[str, np.ndarray] = {}
     for workload, named in outputs.items():
         for name, array in named.items():
@@ -28,9 +44,16 @@ def fingerprint(outputs: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarr
                 flat = np.asarray(array, dtype=np.float64).reshape(-1)
                 artifact[f"{workload}/grad_norm/{param}"] = np.array(np.linalg.norm(flat))
                 artifact[f"{workload}/grad_sample/{param}"] = flat[sample_indices(param, flat.size)]
+                artifact[f"{workload}/grad_proj/{param}"] = projections(param, flat)
             else:
                 artifact[f"{workload}/{name}"] = np.asarray(array)
     return artifact
+
+
+def projections(param: str, flat: np.ndarray) -> np.ndarray:
+    """<flat, r_k> for GRAD_PROJECTIONS Gaussian vectors r_k seeded by the tensor's name (the same in
+    every framework), generated one at a time so that memory stays at one vector."""
+    return np.array([float(flat @ rng_for("grad-proj", param, k).standard_normal(flat.size, dtype=np.float32)) for k in range(GRAD_PROJECTIONS)])
 
 
 def sample_indices(param: str, size: int) -> np.ndarray:
@@ -61,20 +84,21 @@ def validate_reference(reference: dict[str, np.ndarray]) -> list[Check]:
     return checks
 
 
-def compare(candidate: dict[str, np.ndarray], reference: dict[str, np.ndarray], tol: Tolerances) -> Correctness:
+def compare(candidate: dict[str, np.ndarray], reference: dict[str, np.ndarray], tol: Tolerances, workloads: set[str] | None = None) -> Correctness:
+    """The verdict on `candidate` for the `workloads` its framework supports (default: those it has
+    outputs of). Everything the reference has for a supported workload must be there and agree."""
     checks: list[Check] = []
-    ran = {key.split("/")[0] for key in candidate}  # workloads the candidate ran (unsupported ones are absent)
-    for key in sorted(reference):
-        if "/grad_" in key or key.endswith("/loss"):
+    expected = workloads if workloads is not None else {key.split("/")[0] for key in candidate}
+    for key in sorted(k for k in reference if k.split("/")[0] in expected):
+        if "/grad_" in key:
             continue
-        if key in candidate:
-            checks.append(_compare_output(key, candidate[key], reference[key], tol))
-        elif key.split("/")[0] in ran:  # a workload that ran but skipped one of its outputs
+        if key not in candidate:
             checks.append(Check(name=key, passed=False, detail="missing from the candidate's outputs"))
-    for key in sorted(k for k in reference if k.endswith("/loss")):
-        if key in candidate:
+        elif key.endswith("/loss"):
             checks.append(_compare_loss(key, candidate[key], reference[key], tol))
-    if any(k.startswith("training/") for k in candidate) and any("/grad_norm/" in k for k in reference):
+        else:
+            checks.append(_compare_output(key, candidate[key], reference[key], tol))
+    if "training" in expected and any("/grad_norm/" in k for k in reference):
         checks.extend(_compare_grads(candidate, reference, tol))
     if not checks:
         return Correctness(verdict="n/a", reason="no workload with outputs to compare", checks=[])
@@ -97,15 +121,30 @@ def _compare_output(key: str, a: np.ndarray, b: np.ndarray, tol: Tolerances) -> 
         "max_rel": float((diff / np.maximum(np.abs(b64), o.atol or 1e-12)).max()),
         "cosine": _cosine(a64, b64),
         "within_tol": float(np.mean(diff <= o.atol + o.rtol * np.abs(b64))),
+        "margin": float((diff / np.maximum(o.atol + o.rtol * np.abs(b64), 1e-30)).max()),
     }
-    if a.ndim >= 2 and key.endswith("logits"):
-        figures["argmax_agree"] = float(np.mean(a64.argmax(-1) == b64.argmax(-1)))
     failures = []
+    if a.ndim >= 2 and key.endswith("logits"):
+        figures["argmax_agree"], decisive = _argmax_agreement(a64, b64, o)
+        figures["argmax_decisive_disagree"] = float(decisive)
+        if decisive:
+            failures.append(f"argmax differs from the reference's at {decisive} position(s) that are no near-tie")
     if figures["within_tol"] < 1.0:
         failures.append(f"max_abs {figures['max_abs']:.3g} exceeds atol {o.atol:g} + rtol {o.rtol:g}·|ref| at {1 - figures['within_tol']:.2%} of elements")
     if figures["cosine"] < o.min_cosine:
         failures.append(f"cosine {figures['cosine']:.7f} < {o.min_cosine}")
     return Check(name=key, passed=not failures, figures=figures, detail="; ".join(failures))
+
+
+def _argmax_agreement(a: np.ndarray, b: np.ndarray, o) -> tuple[float, int]:
+    """(the fraction of positions whose argmax agrees, how many of the others are not near-ties): a
+    position counts against the candidate when the reference's score of the candidate's choice is more
+    than ARGMAX_TIE_TOLERANCES output tolerances below the reference's top score."""
+    choice_a, choice_b = a.argmax(-1), b.argmax(-1)
+    top_b = np.take_along_axis(b, choice_b[..., None], -1)[..., 0]
+    b_at_a = np.take_along_axis(b, choice_a[..., None], -1)[..., 0]
+    band = ARGMAX_TIE_TOLERANCES * (o.atol + o.rtol * np.abs(top_b))
+    return float(np.mean(choice_a == choice_b)), int(np.sum(top_b - b_at_a > band))
 
 
 def _compare_loss(key: str, a: np.ndarray, b: np.ndarray, tol: Tolerances) -> Check:
@@ -115,6 +154,7 @@ def _compare_loss(key: str, a: np.ndarray, b: np.ndarray, tol: Tolerances) -> Ch
     diff = abs(la - lb)
     figures = {"loss": la, "reference_loss": lb, "abs_diff": diff, "rel_diff": diff / abs(lb) if lb else float("inf")}
     bound = tol.loss.atol + tol.loss.rtol * abs(lb)
+    figures["margin"] = diff / bound if bound else float("inf") if diff else 0.0
     return Check(name=key, passed=diff <= bound, figures=figures, detail="" if diff <= bound else f"|ΔL| {diff:.3g} > {bound:.3g}")
 
 
@@ -122,7 +162,7 @@ def _compare_grads(candidate: dict[str, np.ndarray], reference: dict[str, np.nda
     g = tol.grad
     names = sorted(k.removeprefix("training/grad_norm/") for k in reference if k.startswith("training/grad_norm/"))
     missing = [n for n in names if f"training/grad_norm/{n}" not in candidate]
-    worst: dict[str, tuple[float, str]] = {"norm_rel": (0.0, ""), "sample_rel_l2": (0.0, ""), "cosine": (1.0, "")}
+    worst: dict[str, tuple[float, str]] = {"norm_rel": (0.0, ""), "sample_rel_l2": (0.0, ""), "projection_rel": (0.0, ""), "cosine": (1.0, "")}
     failures: list[str] = []
     norm_a, norm_b = 0.0, 0.0
     for name in names:
@@ -143,7 +183,16 @@ def _compare_grads(candidate: dict[str, np.ndarray], reference: dict[str, np.nda
         sample_norm = np.linalg.norm(sb)
         rel_l2 = float(np.linalg.norm(sa - sb) / sample_norm) if sample_norm else float(np.linalg.norm(sa))
         cos = _cosine(sa, sb) if sample_norm else 1.0
-        for figure, value, bad in (("norm_rel", norm_rel, norm_rel > g.norm_rtol), ("sample_rel_l2", rel_l2, rel_l2 > g.sample_rel_l2), ("cosine", cos, cos < g.min_cosine)):
+        proj_rel = _projection_rel(candidate, reference, name, nb)
+        if proj_rel is None:
+            failures.append(f"{name}: no gradient projections")
+            continue
+        for figure, value, bad in (
+            ("norm_rel", norm_rel, norm_rel > g.norm_rtol),
+            ("sample_rel_l2", rel_l2, rel_l2 > g.sample_rel_l2),
+            ("projection_rel", proj_rel, proj_rel > g.sample_rel_l2),
+            ("cosine", cos, cos < g.min_cosine),
+        ):
             if (figure == "cosine" and value < worst[figure][0]) or (figure != "cosine" and value > worst[figure][0]):
                 worst[figure] = (value, name)
             if bad:
@@ -161,10 +210,36 @@ def _compare_grads(candidate: dict[str, np.ndarray], reference: dict[str, np.nda
         "global_norm_rel": global_rel,
         "worst_norm_rel": worst["norm_rel"][0],
         "worst_sample_rel_l2": worst["sample_rel_l2"][0],
+        "worst_projection_rel": worst["projection_rel"][0],
         "worst_cosine": worst["cosine"][0],
+        "margin": max(global_rel / g.norm_rtol if g.norm_rtol else 0.0, *(_grad_margin(worst, g))),
     }
     detail = "; ".join(failures[:3]) + (f" (+{len(failures) - 3} more)" if len(failures) > 3 else "")
     return [Check(name="training/grads", passed=not failures, figures=figures, detail=detail)]
+
+
+def _grad_margin(worst: dict[str, tuple[float, str]], g) -> list[float]:
+    """Each worst gradient figure as a fraction of its tolerance (1.0 = at the bound)."""
+    ratio = lambda value, limit: value / limit if limit else (float("inf") if value else 0.0)  # noqa: E731
+    return [ratio(worst["norm_rel"][0], g.norm_rtol), ratio(worst["sample_rel_l2"][0], g.sample_rel_l2),
+            ratio(worst["projection_rel"][0], g.sample_rel_l2), ratio(1.0 - worst["cosine"][0], 1.0 - g.min_cosine)]
+
+
+def worst_margin(checks: list[Check]) -> float | None:
+    """A verdict's margin: the largest error ÷ tolerance over its checks (below 1 passes)."""
+    margins = [c.figures["margin"] for c in checks if "margin" in c.figures]
+    return max(margins) if margins else None
+
+
+def _projection_rel(candidate: dict[str, np.ndarray], reference: dict[str, np.ndarray], name: str, reference_norm: float) -> float | None:
+    """max_k |<a - b, r_k>| / ||b||: about |z| times the relative L2 error of the whole tensor. 0 where
+    the reference predates projections (nothing to compare), None where the candidate lacks them."""
+    key = f"training/grad_proj/{name}"
+    if key not in reference:
+        return 0.0
+    if key not in candidate:
+        return None
+    return float(np.max(np.abs(candidate[key] - reference[key]))) / reference_norm
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:

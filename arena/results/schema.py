@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -138,6 +138,13 @@ class Result(Model):
     timing_policy: dict[str, Any] = Field(default_factory=dict)
     wall_s: float | None = None
     system: System
+
+    @model_validator(mode="after")
+    def _no_pass_without_a_whole_cell(self) -> Result:
+        """A cell that errored, timed out or crashed proves nothing whole, whatever its outputs matched."""
+        if self.status in ("error", "timeout", "crashed") and self.correctness.verdict == "pass":
+            raise ValueError(f"a cell with status {self.status!r} cannot have the verdict 'pass'")
+        return self
 
 
 def json_schema() -> dict[str, Any]:

@@ -28,6 +28,9 @@ import numpy as np
 
 from arena import weights
 from arena.errors import unknown_name
+from arena.families.base import WORKLOADS
+from arena.frameworks import load_adapter
+from arena.frameworks.contract import unsupported_reason
 from arena.results.compare import compare, validate_reference
 from arena.results.schema import Correctness, Result, System
 from arena.results.store import read_result, result_path, write_json_atomic
@@ -206,12 +209,22 @@ def judge(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, result: R
         if ref.status != "ok" or not ref_artifact.exists():
             return Correctness(verdict="n/a", reason=f"the PyTorch reference could not run: {ref.status} {ref.reason}"[:500])
         install_file(ref_artifact, reference_file)
-    tolerances, note = spec.tolerances_for(cell.framework, cell.dtype)
+    tolerances, note = spec.tolerances_for(cell.framework, cell.dtype, cell.preset)
     if tolerances is None:
         return Correctness(verdict="n/a", reason=f"the spec declares no tolerances for {cell.dtype}")
-    correctness = compare(candidate, dict(np.load(reference_file)), tolerances)
+    correctness = compare(candidate, dict(np.load(reference_file)), tolerances, supported_workloads(cell.framework, spec.family))
     correctness.reference, correctness.tolerance_note = reference_file.name, note
+    if result.status != "ok":  # whatever agreed, a cell that errored proves nothing whole
+        correctness.verdict = "fail"
+        correctness.reason = f"the cell ended with status {result.status}" + (f"; {correctness.reason}" if correctness.reason else "")
     return correctness
+
+
+def supported_workloads(framework: str, family: str) -> set[str]:
+    """The workloads a framework's adapter does not declare unsupported for a family: each must produce
+    its outputs for a pass (adapter packages import no framework, so the parent may load them)."""
+    adapter, variant = load_adapter(framework)
+    return {w for w in WORKLOADS if not unsupported_reason(adapter.UNSUPPORTED, family, w, variant)}
 
 
 def install_file(source: Path, target: Path) -> None:

@@ -74,13 +74,18 @@ def _timing(spec: ModelSpec, preset: str) -> str:
 
 
 def tolerance_table(spec: ModelSpec) -> str:
+    """One row per preset and dtype: the tolerances, and the fp32-vs-fp64 measurement they rest on."""
     rows = []
-    for dtype, tol in spec.tolerances.items():
-        o, loss, g = tol.output, tol.loss, tol.grad
-        rows.append(tag("tr", "".join(tag("td", esc(v)) for v in (
-            dtype,
-            f"atol {o.atol:g}, rtol {o.rtol:g}, cosine ≥ {o.min_cosine:g}",
-            f"atol {loss.atol:g}, rtol {loss.rtol:g}",
-            f"norm rtol {g.norm_rtol:g}, sample rel L2 {g.sample_rel_l2:g}, cosine ≥ {g.min_cosine:g}",
-        ))))
-    return table(("dtype", "outputs", "loss", "gradients"), rows)
+    for preset in ("full", "tiny"):
+        for dtype in {**spec.tolerances, **spec.presets[preset].tolerances}:
+            tol, _ = spec.tolerances_for("", dtype, preset)
+            o, loss, g, m = tol.output, tol.loss, tol.grad, tol.fp64_difference
+            rows.append(tag("tr", "".join(tag("td", esc(v)) for v in (
+                f"{preset} {dtype}",
+                f"atol {o.atol:g}, rtol {o.rtol:g}, cosine ≥ {o.min_cosine:g}",
+                f"atol {loss.atol:g}, rtol {loss.rtol:g}",
+                f"norm rtol {g.norm_rtol:g}, rel L2 (samples, projections) {g.sample_rel_l2:g}, cosine ≥ {g.min_cosine:g}",
+                (f"outputs {m.output_max_abs:.2g}, loss {m.loss_abs:.2g}, grad norm {m.grad_norm_rel:.2g}, grad rel L2 {m.grad_rel_l2:.2g}"
+                 if m else "not measured"),
+            ))))
+    return table(("preset, dtype", "outputs", "loss", "gradients", "reference fp32 vs fp64"), rows)

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from arena.families import load_family
-from arena.families.base import FamilyConfig, FamilyWorkloads
+from arena.families.base import GENERATION_RULES, FamilyConfig, FamilyWorkloads
 
 DTYPES = ("fp32", "fp16", "bf16")
 REQUIRED_PRESETS = ("full", "tiny")
@@ -62,17 +62,31 @@ class LossTolerance(Strict):
 
 class GradTolerance(Strict):
     """Gradients, per tensor and globally. Elements are compared on a fixed seeded sample of each
-    tensor (the reference keeps norms and samples, not 135 M floats per model)."""
+    tensor and through seeded projections over all its elements (the reference keeps norms, samples and
+    projections, not 135 M floats per model)."""
 
     norm_rtol: float = Field(ge=0, description="relative error of each tensor's gradient norm and of the global norm")
-    sample_rel_l2: float = Field(ge=0, description="||a - b|| / ||b|| over each tensor's sampled elements")
+    sample_rel_l2: float = Field(
+        ge=0, description="||a - b|| / ||b|| over each tensor's sampled elements, and max_k |<a - b, r_k>| / ||b|| over its seeded projections"
+    )
     min_cosine: float = Field(0.999, ge=-1, le=1, description="cosine of each tensor's sampled elements")
+
+
+class Fp64Difference(Strict):
+    """How far the reference's own fp32 run is from its fp64 run at one preset (same weights and inputs),
+    measured by `python -m arena.calibrate MODEL PRESET`: fp32 tolerances are set at about 10x these."""
+
+    output_max_abs: float = Field(ge=0, description="largest |fp32 - fp64| over every output element")
+    loss_abs: float = Field(ge=0, description="|fp32 - fp64| of the training loss")
+    grad_norm_rel: float = Field(ge=0, description="worst relative error of a tensor's gradient norm")
+    grad_rel_l2: float = Field(ge=0, description="worst ||fp32 - fp64|| / ||fp64|| of a whole gradient tensor")
 
 
 class Tolerances(Strict):
     output: OutputTolerance
     loss: LossTolerance
     grad: GradTolerance
+    fp64_difference: Fp64Difference | None = Field(None, description="the measurement these tolerances are calibrated on")
 
 
 class OutputToleranceOverride(Strict):
@@ -104,6 +118,9 @@ class PresetBase(Strict):
     workloads: FamilyWorkloads
     timeout_s: float = Field(600, gt=0, description="wall-clock limit of one cell (all workloads)")
     timing: Timing | None = Field(None, description="overrides the spec's timing for this preset")
+    tolerances: dict[Literal["fp32", "fp16", "bf16"], Tolerances] = Field(
+        default_factory=dict, description="overrides the spec's tolerances of a dtype at this preset (rounding grows with size)"
+    )
 
 
 class ModelSpecBase(Strict):
@@ -128,9 +145,10 @@ class ModelSpecBase(Strict):
             raise ValueError("tolerances must include fp32")
         return self
 
-    def tolerances_for(self, framework: str, dtype: str) -> tuple[Tolerances | None, str]:
-        """The tolerances a cell is judged by, and why they differ from the spec's (empty if they don't)."""
-        base = self.tolerances.get(dtype)
+    def tolerances_for(self, framework: str, dtype: str, preset: str) -> tuple[Tolerances | None, str]:
+        """The tolerances a cell is judged by (the preset's own, else the spec's), and why their output
+        part differs from those (empty if it doesn't)."""
+        base = self.presets[preset].tolerances.get(dtype) or self.tolerances.get(dtype)
         # Keyed by framework package; its variants share it, and an adapter that wraps a framework and
         # names it last (`tests.faults-perturb-ggml`) is judged as that framework is.
         parts = framework.split("-")
@@ -146,13 +164,15 @@ class ModelSpecBase(Strict):
         return self.presets[preset].timing or self.timing
 
     def spec_hash(self, preset: str) -> str:
-        """Hash of what determines the computation of a preset: family, config, workloads, weights.
+        """Hash of what determines the computation of a preset: family, config, workloads, weights, and
+        the version of the rules that generate weights and inputs from them.
 
         Tolerances and timing policy are left out on purpose: changing them re-judges or re-times
         a result, it does not change what was computed.
         """
         p = self.presets[preset]
         payload = {
+            "generation_rules": GENERATION_RULES,
             "family": self.family,
             "config": p.config.model_dump(mode="json"),
             "workloads": p.workloads.model_dump(mode="json"),

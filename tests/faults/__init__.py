@@ -17,6 +17,7 @@ VARIANTS = {
     "segfault": "build dereferences a null pointer",
     "hang": "build sleeps forever",
     "exit": "training calls os._exit(3) after inference succeeded",
+    "trainerror": "the torch reference whose training step raises (inference and latency succeed)",
     "perturb": "torch reference with one weight scaled by 1.01",
     "nan": "torch reference whose inference outputs are NaN",
     "perturb-jax": "the JAX implementation with one weight scaled by 1.01",

@@ -44,6 +44,8 @@ def faulty(family: str):
     def training(model, inputs) -> Step:
         if model[1] == "exit":
             os._exit(3)
+        if model[1] == "trainerror":
+            raise RuntimeError("deliberate failure in training")
         return model[2].training(model[0], inputs)
 
     return build, inference, latency, training

@@ -97,7 +97,7 @@ def test_whisper_cpp_matches_the_reference_and_a_perturbed_weight_does_not(tmp_p
     inputs = {w: family.make_inputs(CONFIG, PRESET.workloads, w, rng_for("inputs", SPEC.spec_hash("tiny"))) for w in ("inference", "latency")}
     with torch.inference_mode():
         reference = _artifacts(torch_whisper, torch_whisper.build(CONFIG, WEIGHTS, CTX), inputs)
-    tolerances, why = SPEC.tolerances_for("ggml", "fp32")
+    tolerances, why = SPEC.tolerances_for("ggml", "fp32", "full")
     assert "F16" in why
 
     # Conversion folders are keyed by the weights' hash in a cell; here each model gets its own.

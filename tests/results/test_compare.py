@@ -106,3 +106,69 @@ def test_a_workload_the_candidate_did_not_run_is_not_compared():
     inference_only = {k: v for k, v in reference.items() if k.startswith("inference/")}
     result = compare(inference_only, reference, TOL)
     assert result.verdict == "pass" and {c.name for c in result.checks} == {"inference/logits"}
+
+
+def test_a_supported_workload_without_its_outputs_fails():
+    """A cell whose training errored (or skipped its loss) cannot pass on the workloads that ran."""
+    reference = _artifact()
+    inference_only = {k: v for k, v in reference.items() if k.startswith("inference/")}
+    result = compare(inference_only, reference, TOL, workloads={"inference", "training"})
+    assert result.verdict == "fail"
+    assert {c.name for c in result.checks if not c.passed} == {"training/loss", "training/grads"}
+    no_loss = {k: v for k, v in reference.items() if k != "training/loss"}
+    assert compare(no_loss, reference, TOL).reason.startswith("training/loss: missing")
+
+
+def _outside_the_sample(name: str, size: int, count: int) -> np.ndarray:
+    sampled = set(sample_indices(name, size).tolist())
+    return np.array([i for i in range(size) if i not in sampled][:count])
+
+
+@pytest.mark.parametrize("error", ["sign flips", "permutation"])
+def test_a_norm_preserving_error_outside_the_sample_fails_through_the_projections(error):
+    """Norms and the 256 sampled elements cannot see these; the seeded projections over all elements can."""
+    rng = np.random.default_rng(3)
+    grad = rng.normal(0, 1e-3, (64, 64)).astype(np.float32)  # 4096 elements, 256 sampled
+    where = _outside_the_sample("w", grad.size, 40)  # 1 % of the tensor
+    wrong = grad.reshape(-1).copy()
+    wrong[where] = -wrong[where] if error == "sign flips" else wrong[where[::-1]]
+    reference = fingerprint({"training": {"loss": np.array(1.0), "grad/w": grad}})
+    candidate = fingerprint({"training": {"loss": np.array(1.0), "grad/w": wrong.reshape(grad.shape)}})
+    assert np.array_equal(candidate["training/grad_sample/w"], reference["training/grad_sample/w"])
+    assert candidate["training/grad_norm/w"] == pytest.approx(reference["training/grad_norm/w"], rel=1e-12)
+    result = compare(candidate, reference, TOL)
+    assert result.verdict == "fail" and "w: projection_rel" in result.reason
+    grads = next(c for c in result.checks if c.name == "training/grads")
+    assert grads.figures["worst_projection_rel"] > TOL.grad.sample_rel_l2
+
+
+def test_projections_of_a_correct_gradient_agree_within_rounding():
+    grad = np.random.default_rng(4).normal(0, 1e-3, (300, 7)).astype(np.float32)
+    rounded = (grad.astype(np.float64) * (1 + 1e-7)).astype(np.float32)
+    result = compare(fingerprint({"training": {"grad/w": rounded, "loss": np.array(1.0)}}),
+                     fingerprint({"training": {"grad/w": grad, "loss": np.array(1.0)}}), TOL)
+    assert result.verdict == "pass", result.reason
+
+
+LOOSE = TOL.model_copy(update={"output": OutputTolerance(atol=0.5, rtol=0.0, min_cosine=0.0)})
+
+
+def _two_class_logits(top: float, second: float) -> np.ndarray:
+    return np.array([[[top, second, -5.0]]], np.float32)
+
+
+def test_an_argmax_flip_across_more_than_one_tolerance_fails_within_elementwise_bounds():
+    """Each logit is within atol 0.5, yet the reference prefers class 0 by 0.7: not a near-tie."""
+    reference = fingerprint({"inference": {"logits": _two_class_logits(1.0, 0.3)}})
+    candidate = fingerprint({"inference": {"logits": _two_class_logits(0.6, 0.75)}})
+    result = compare(candidate, reference, LOOSE)
+    assert result.verdict == "fail" and "argmax differs" in result.reason
+    assert result.checks[0].figures["argmax_decisive_disagree"] == 1.0
+
+
+def test_an_argmax_flip_in_a_near_tie_passes():
+    reference = fingerprint({"inference": {"logits": _two_class_logits(1.0, 0.7)}})
+    candidate = fingerprint({"inference": {"logits": _two_class_logits(0.8, 0.9)}})
+    result = compare(candidate, reference, LOOSE)
+    assert result.verdict == "pass", result.reason
+    assert result.checks[0].figures["argmax_agree"] == 0.0

@@ -43,3 +43,15 @@ def test_schema_export_command(tmp_path):
     schema = json.loads(out.read_text())
     assert schema == json.loads(json.dumps(json_schema()))
     assert {"status", "metrics", "correctness", "system", "spec_hash"} <= set(schema["properties"])
+
+
+def test_a_cell_that_did_not_finish_cannot_carry_pass():
+    payload = json.loads(_result().model_dump_json()) | {"correctness": {"verdict": "pass"}}
+    assert Result.model_validate(payload).correctness.verdict == "pass"
+    for status in ("error", "timeout", "crashed"):
+        try:
+            Result.model_validate(payload | {"status": status})
+        except ValueError as err:
+            assert "cannot have the verdict 'pass'" in str(err)
+        else:
+            raise AssertionError(f"status {status} with verdict pass was accepted")

@@ -7,7 +7,7 @@ import yaml
 
 pytest.importorskip("torch")
 
-FAULTS = ["tests.faults-raise", "tests.faults-segfault", "tests.faults-hang", "tests.faults-exit", "tests.faults-nan"]
+FAULTS = ["tests.faults-raise", "tests.faults-segfault", "tests.faults-hang", "tests.faults-exit", "tests.faults-nan", "tests.faults-trainerror"]
 
 
 @pytest.fixture
@@ -38,6 +38,12 @@ def test_each_failure_is_recorded_and_the_others_survive(run_matrix, short_deadl
     died = by["tests.faults-exit"]
     assert died.status == "crashed" and "exited with code 3" in died.reason
     assert died.metrics.inference.stats.n >= 1, "what was measured before the crash is kept"
+
+    errored = by["tests.faults-trainerror"]
+    assert errored.status == "error" and "deliberate failure in training" in errored.reason
+    assert errored.correctness.verdict == "fail", "outputs that matched do not make an errored cell pass"
+    assert "status error" in errored.correctness.reason
+    assert {c.name for c in errored.correctness.checks if c.passed} >= {"inference/logits", "latency/logits"}
 
     nan = by["tests.faults-nan"]
     assert nan.status == "ok" and nan.correctness.verdict == "fail"

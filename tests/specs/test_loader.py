@@ -78,12 +78,12 @@ def test_a_framework_override_replaces_the_output_tolerance_only_and_says_why(tm
     why = "this runtime keeps its KV cache in fp16 whatever the cell's dtype"
     loose = {"atol": 0.01, "rtol": 0.01, "min_cosine": 0.999}
     spec = load_spec(_broken(tmp_path, _set("output_tolerance_overrides", {"ggml": {"why": why, "dtypes": {"fp32": loose}}})))
-    base, _ = spec.tolerances_for("torch", "fp32")
-    tolerances, note = spec.tolerances_for("ggml", "fp32")
+    base, _ = spec.tolerances_for("torch", "fp32", "full")
+    tolerances, note = spec.tolerances_for("ggml", "fp32", "full")
     assert note == why and tolerances.output.atol == 0.01 and tolerances.loss == base.loss and tolerances.grad == base.grad
-    assert spec.tolerances_for("ggml-somevariant", "fp32")[1] == why, "variants share their framework's override"
-    assert spec.tolerances_for("tests.faults-perturb-ggml", "fp32")[1] == why, "a wrapper is judged as what it wraps"
-    assert spec.tolerances_for("jax", "fp32") == (base, "") and base.output.atol != 0.01
+    assert spec.tolerances_for("ggml-somevariant", "fp32", "full")[1] == why, "variants share their framework's override"
+    assert spec.tolerances_for("tests.faults-perturb-ggml", "fp32", "full")[1] == why, "a wrapper is judged as what it wraps"
+    assert spec.tolerances_for("jax", "fp32", "full") == (base, "") and base.output.atol != 0.01
 
 
 @pytest.mark.parametrize("edit,field,phrase", MISTAKES, ids=[f"{m[1]}:{m[2][:24]}" for m in MISTAKES])

@@ -41,7 +41,8 @@ def to_device(arrays: dict[str, np.ndarray], device: torch.device, float_dtype: 
 
 
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().to("cpu", torch.float32).numpy()
+    """float32 for every cell dtype; float64 stays (arena.calibrate's fp64 run is the truth it measures)."""
+    return tensor.detach().to("cpu", torch.promote_types(tensor.dtype, torch.float32)).numpy()
 
 
 def load_strict(module: torch.nn.Module, weights: dict[str, np.ndarray], tied: dict[str, str] | None = None) -> None:
@@ -106,3 +107,21 @@ def training_step(module: torch.nn.Module, loss_fn: Callable[[], torch.Tensor], 
         return {"loss": to_numpy(loss)} | grads
 
     return Step(run=run, fetch=fetch, watch=compile_watch(ctx))
+
+
+def to_float64(model: Model) -> Model:
+    """The same model in float64, for measuring how far fp32 is from the truth (`arena.calibrate`; not a
+    cell dtype). transformers' LlamaRMSNorm upcasts to float32 whatever the input, which would cap a
+    float64 run at float32 accuracy; here the norms compute in the input dtype."""
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    model.module.double()
+    for norm in model.module.modules():
+        if isinstance(norm, LlamaRMSNorm):
+            norm.forward = _rms_norm_in_input_dtype.__get__(norm)
+    model.dtype = torch.float64
+    return model
+
+
+def _rms_norm_in_input_dtype(self, x: torch.Tensor) -> torch.Tensor:
+    return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))

@@ -12,7 +12,7 @@ sample_actions and forward. The VLM itself is replaced by its per-layer K/V cach
 `arena/families/vla_expert.py` for why that is exact and for every deviation.
 
 Here apply_rope and the attention upcast to float32 *at least* (lerobot: exactly float32), so that a
-float64 run used to measure tolerances stays float64 (`to_float64` also lifts LlamaRMSNorm's float32
+float64 run used to measure tolerances stays float64 (`common.to_float64` also lifts LlamaRMSNorm's float32
 upcast); for fp32/bf16/fp16 this is lerobot's arithmetic.
 """
 
@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 from transformers import LlamaConfig, LlamaModel
-from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from arena.families.vla_expert import Config
 from arena.frameworks.contract import BuildContext, Step
@@ -231,24 +230,6 @@ class Model(common.Model):
         time embedding's periods go down to min_period (4 ms), so a bf16-rounded t (error up to 2e-3)
         would turn its fast components into different numbers altogether."""
         return torch.from_numpy(inputs["time"]).to(self.device, _compute_dtype(self.dtype))
-
-
-def to_float64(model: Model) -> Model:
-    """The same model in float64, for measuring how far fp32 is from the truth (not a cell dtype).
-
-    transformers' LlamaRMSNorm upcasts to float32 whatever the input, which would cap a float64 run at
-    float32 accuracy; here the norms compute in the input dtype, everything else is already promoted.
-    """
-    model.module.double()
-    for norm in model.module.modules():
-        if isinstance(norm, LlamaRMSNorm):
-            norm.forward = _rms_norm_in_input_dtype.__get__(norm)
-    model.dtype = torch.float64
-    return model
-
-
-def _rms_norm_in_input_dtype(self: LlamaRMSNorm, x: torch.Tensor) -> torch.Tensor:
-    return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))
 
 
 def build(config: Config, weights: dict[str, np.ndarray], ctx: BuildContext) -> Model:
