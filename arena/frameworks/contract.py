@@ -13,6 +13,15 @@ An adapter package `arena/frameworks/<fw>/__init__.py` declares:
                                       (optional) peak bytes allocated on an accelerator since the last
                                       reset (reset=True starts a new window); None on the CPU
 
+and, for the result's code fingerprint (arena/run/fingerprint.py), what the package runs besides itself:
+
+    SOURCES: tuple[str, ...]          (optional) files and folders outside the package that determine
+                                      its numbers, relative to the repository (shared adapter files,
+                                      the Rust crates and Cargo.lock)
+    DISTRIBUTIONS: tuple[str, ...]    (optional, default (DISTRIBUTION,)) every pip distribution whose
+                                      version can change its numbers
+    BINARIES: tuple[str, ...]         (optional) compiled extension modules it loads, hashed by file
+
 and one module per family, `arena/frameworks/<fw>/<family>.py`, with the same four functions:
 
     build(config, weights: dict[str, np.ndarray], ctx: BuildContext) -> model   (framework object)

@@ -111,6 +111,18 @@ class System(Model):
     arena_commit: str = ""
 
 
+class Fingerprint(Model):
+    """What produced a result's numbers and verdict, hashed (arena/run/fingerprint.py): a re-run keeps
+    the result only while `value` is the current one, and the site lists it as stale once the tree's
+    code or tolerances differ."""
+
+    value: str = Field(description="hash of all components")
+    components: dict[str, str] = Field(description=(
+        "`code:<path>`: hash of a source file or folder (relative to the repository); `tolerances`: hash of the "
+        "tolerances the verdict is judged by; `version:<distribution>`: its installed version; `binary:<module>`: "
+        "hash of a compiled extension"))
+
+
 class Result(Model):
     schema_version: int = SCHEMA_VERSION
     run_id: str
@@ -120,7 +132,7 @@ class Result(Model):
     preset: str
     framework: str
     framework_distribution: str = Field("", description="the pip distribution of the framework")
-    distribution_version: str = Field("", description="its installed version (what a re-run checks)")
+    distribution_version: str = Field("", description="its installed version (the fingerprint holds every version a re-run checks)")
     framework_version: str = Field("", description="the version the framework reports at run time")
     backend: str = ""
     device: str
@@ -135,6 +147,7 @@ class Result(Model):
     spec_hash: str
     weights_hash: str = ""
     weights_source: str = ""
+    fingerprint: Fingerprint | None = Field(None, description="the code, tolerances and versions that produced this result (None: made before results recorded them)")
     timing_policy: dict[str, Any] = Field(default_factory=dict)
     wall_s: float | None = None
     system: System

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
-import importlib.metadata
 import os
 import signal
 import sys
@@ -34,6 +33,7 @@ from arena.results.schema import Metrics, Prepare, Result, WorkloadMetrics
 from arena.results.stats import summarize
 from arena.results.store import write_json_atomic
 from arena.run.cell import CellJob
+from arena.run.fingerprint import installed_version
 from arena.run.timing import PeakRss, measure, process_peak_rss_bytes, time_call
 from arena.specs import load_spec
 
@@ -161,13 +161,6 @@ def run_cell(job: CellJob, result: Result) -> None:
     np.savez(job.artifact_path, **fingerprint(outputs))
     result.status = "error" if errors else "ok"
     result.reason = "; ".join(errors)
-
-
-def installed_version(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return ""
 
 
 def run_workload(impl, model, workload: str, inputs, job: CellJob, timing, device_memory) -> tuple[WorkloadMetrics, dict[str, np.ndarray]]:

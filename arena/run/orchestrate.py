@@ -3,7 +3,7 @@
 The parent never imports a framework. It materialises weights, starts each cell's child, records
 what happened to it (a crash, a hang, an OOM kill are results too), runs the PyTorch reference on
 demand when a verdict needs it, and compares outputs. Re-running skips cells whose result is still
-valid for the same spec, weights and framework version.
+valid: the same spec, weights and code fingerprint (code, tolerances and installed versions).
 
 `execute` runs the cells here, one after another. `keeps` and `measure_and_judge` are the one cell
 path every executor shares: a cluster executor (arena/cluster) calls them on the node that runs the
@@ -13,7 +13,6 @@ cell and only the Result travels back.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
 import os
 import shutil
 import signal
@@ -32,8 +31,9 @@ from arena.families.base import WORKLOADS
 from arena.frameworks import load_adapter
 from arena.frameworks.contract import unsupported_reason
 from arena.results.compare import compare, validate_reference
-from arena.results.schema import Correctness, Result, System
+from arena.results.schema import Correctness, Fingerprint, Result, System
 from arena.results.store import read_result, result_path, write_json_atomic
+from arena.run import fingerprint
 from arena.run.cell import Cell, CellJob
 from arena.run.config import RunConfig
 from arena.run.progress import Progress
@@ -52,6 +52,7 @@ class Run:
     specs: dict[str, ModelSpec]
     cells: list[Cell]
     run_id: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6])
+    source: fingerprint.Tree = field(default_factory=fingerprint.Tree)  # the code, hashed once per run
 
     @property
     def threads(self) -> int:
@@ -111,8 +112,9 @@ def execute(run: Run, log=print) -> list[Result]:
 
 def keeps(run: Run, cell: Cell, previous: Result | None, weights_file: weights.WeightsFile) -> bool:
     """Whether a previous result of this cell on this machine stands, so a re-run skips the cell."""
-    spec = run.specs[cell.model]
-    return previous is not None and not run.config.force and still_valid(previous, spec, cell.preset, weights_file.weights_hash)
+    if previous is None or run.config.force:
+        return False
+    return still_valid(previous, run.specs[cell.model], cell.preset, weights_file.weights_hash, code_fingerprint(run, cell))
 
 
 def measure_and_judge(run: Run, cell: Cell, weights_file: weights.WeightsFile, system: System) -> Result:
@@ -120,19 +122,20 @@ def measure_and_judge(run: Run, cell: Cell, weights_file: weights.WeightsFile, s
     spec = run.specs[cell.model]
     result = run_cell(run, cell, spec, weights_file, system, mode="measure")
     result.correctness = judge(run, cell, spec, weights_file, system, result)
+    result.fingerprint = code_fingerprint(run, cell)
     return result
 
 
-def still_valid(previous: Result, spec: ModelSpec, preset: str, weights_hash: str) -> bool:
-    """Same spec, same weights, same installed framework version, and a final status."""
-    if previous.status not in RESUMABLE or previous.spec_hash != spec.spec_hash(preset) or previous.weights_hash != weights_hash:
-        return False
-    if not previous.framework_distribution:
-        return True
-    try:
-        return importlib.metadata.version(previous.framework_distribution) == previous.distribution_version
-    except importlib.metadata.PackageNotFoundError:
-        return False
+def still_valid(previous: Result, spec: ModelSpec, preset: str, weights_hash: str, current: Fingerprint) -> bool:
+    """A final status, the same spec and weights, and the same code fingerprint (a result without one
+    cannot show which code made it, so it is re-run)."""
+    return (previous.status in RESUMABLE and previous.spec_hash == spec.spec_hash(preset) and previous.weights_hash == weights_hash
+            and previous.fingerprint is not None and previous.fingerprint.value == current.value)
+
+
+def code_fingerprint(run: Run, cell: Cell) -> Fingerprint:
+    spec = run.specs[cell.model]
+    return fingerprint.cell(cell.framework, spec.family, spec.tolerances_for(cell.framework, cell.dtype), run.source)
 
 
 def run_cell(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, mode: str) -> Result:
@@ -242,9 +245,11 @@ def cell_file(run: Run, cell: Cell, system, mode: str, suffix: str) -> Path:
 
 
 def reference_path(run: Run, spec: ModelSpec, preset: str, weights_hash: str) -> Path:
+    """Keyed by what computes the reference too: outputs of the reference's older code are never compared with."""
     folder = run.cache_dir / "reference"
     folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{spec.name}-{preset}-{spec.spec_hash(preset)}-{weights_hash}.npz"
+    code = fingerprint.reference_key(spec.family, run.source)
+    return folder / f"{spec.name}-{preset}-{spec.spec_hash(preset)}-{weights_hash}-{code}.npz"
 
 
 def child_env(threads: int) -> dict[str, str]:

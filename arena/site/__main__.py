@@ -29,10 +29,10 @@ def main(argv: list[str]) -> int:
     except ArenaError as err:
         print(f"arena.site: error: {err}", file=sys.stderr)
         return 1
-    stale = sum(1 for e in out.entries if e.spec_note)
+    stale = sum(1 for e in out.entries if e.stale)
     platforms = len({e.result.system.platform_id for e in out.entries})
     print(f"{len(out.entries)} results from {platforms} platform(s) → {len(out.files)} files in {args.docs} "
-          f"({time.perf_counter() - started:.2f} s)" + (f"; {stale} from older spec versions, flagged" if stale else ""))
+          f"({time.perf_counter() - started:.2f} s)" + (f"; {stale} stale (older spec, changed code or tolerances), flagged" if stale else ""))
     return 0
 
 

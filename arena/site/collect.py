@@ -2,9 +2,11 @@
 
 Folders from any number of machines are read strictly: a file that is not a valid result stops the
 build with its path (a site that silently drops a cell would misreport a framework). The same cell
-(platform, model, preset, framework, device, dtype) found twice keeps its newest run. A result whose
-`spec_hash` differs from the current spec's was computed on another version of the model: it is kept,
-flagged with the reason, and never ranked or charted beside current results.
+(platform, model, preset, framework, device, dtype) found twice keeps its newest run. A result is stale
+when it no longer describes the current tree: its `spec_hash` differs from the current spec's (another
+version of the model), or its code fingerprint's code or tolerances differ from the tree's (or it has
+none). A stale result is kept, flagged with the reason, and never ranked or charted beside current
+results. A result made from a working tree with uncommitted changes is marked as such.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from arena.errors import ArenaError
 from arena.families.base import WORKLOADS
 from arena.results.schema import Result
 from arena.results.store import load_result, result_path
+from arena.run import fingerprint
 from arena.site.html import slug
 from arena.specs import ModelSpec
 
@@ -30,17 +33,22 @@ class Entry:
     result: Result
     path: Path  # the file it was read from
     download: str  # where its copy goes under downloads/ (results/<platform>/<model>/<preset>/<stem>.json)
-    spec_note: str  # "" when computed with the current spec, else why it is not comparable
+    stale: str  # "" when made by the current spec and code, else why it is not comparable
 
     @property
     def verified(self) -> bool:
-        """Ranked, bolded and charted: ran, agreed with the reference, on the current spec."""
+        """Ranked, bolded and charted: ran, agreed with the reference, on the current spec and code."""
         r = self.result
-        return r.status == "ok" and r.correctness.verdict in VERIFIED and not self.spec_note
+        return r.status == "ok" and r.correctness.verdict in VERIFIED and not self.stale
+
+    @property
+    def uncommitted(self) -> bool:
+        """Made from a working tree with uncommitted changes: its commit alone does not say which code."""
+        return self.result.system.arena_commit.endswith("-dirty")
 
     @property
     def category(self) -> str:
-        """What the accessibility matrix shows for this cell (a spec change does not change whether it runs)."""
+        """What the accessibility matrix shows for this cell (staleness does not change whether it runs)."""
         r = self.result
         if r.status in ("unsupported", "unavailable"):
             return r.status
@@ -67,15 +75,17 @@ class Entry:
         return self.result.system.platform_id, self.result.preset
 
 
-def load_entries(results_dirs: Iterable[Path], specs: dict[str, ModelSpec]) -> list[Entry]:
-    """Every result under the folders, newest run per cell, flagged against the current specs."""
+def load_entries(results_dirs: Iterable[Path], specs: dict[str, ModelSpec], source: fingerprint.Tree | None = None) -> list[Entry]:
+    """Every result under the folders, newest run per cell, flagged against the current specs and the
+    code at `source` (default: the tree this arena is imported from)."""
+    source = source or fingerprint.Tree()
     newest: dict[tuple[str, ...], Entry] = {}
     for folder in results_dirs:
         if not folder.is_dir():
             raise ArenaError(f"{folder}: no such results folder")
         for path in sorted(folder.rglob("*.json")):
             result = load_result(path)
-            entry = Entry(result, path, download_path(result), spec_note(result, specs))
+            entry = Entry(result, path, download_path(result), stale_note(result, specs, source))
             key = cell_key(result)
             if key not in newest or result.created > newest[key].result.created:
                 newest[key] = entry
@@ -92,7 +102,8 @@ def download_path(r: Result) -> str:
     return result_path(Path("results"), platform, model, preset, "-".join(stem)).as_posix()
 
 
-def spec_note(r: Result, specs: dict[str, ModelSpec]) -> str:
+def stale_note(r: Result, specs: dict[str, ModelSpec], source: fingerprint.Tree) -> str:
+    """Why a result no longer describes the current spec and code ("" when it does)."""
     spec = specs.get(r.model)
     if spec is None:
         return f"no spec named {r.model!r} in the specs folder: the result cannot be checked against one"
@@ -101,6 +112,11 @@ def spec_note(r: Result, specs: dict[str, ModelSpec]) -> str:
     current = spec.spec_hash(r.preset)
     if r.spec_hash != current:
         return f"computed with an older version of the spec (spec hash {r.spec_hash}, now {current})"
+    if r.fingerprint is None:
+        return "made before results recorded a code fingerprint: which code produced it cannot be checked"
+    changed = fingerprint.changed(r.fingerprint, spec.tolerances_for(r.framework, r.dtype), source)
+    if changed:
+        return "made by code or tolerances that have changed since: " + ", ".join(k.removeprefix("code:") for k in changed)
     return ""
 
 

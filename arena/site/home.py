@@ -8,21 +8,22 @@ from arena.results.report import format_ms, verdict_label
 from arena.site import accessibility, charts
 from arena.site.collect import Entry, by_group, group_title, label, median_ms, ranked
 from arena.site.html import block, esc, md, slug, table, tag
+from arena.site.model import uncommitted_mark
 
 INTRO = "partials/home.md"  # hand-written, included by pymdownx.snippets at build time
 
 
 def page(entries: Sequence[Entry], models: Sequence[str], colors: dict[str, str]) -> str:
     lines = ["# Arena", "", f'--8<-- "{INTRO}"', ""]
-    stale = [e for e in entries if e.spec_note]
+    stale = [e for e in entries if e.stale]
     if stale:
-        lines += ['!!! warning "Results from older spec versions"', "", f"    {len(stale)} result(s) were computed with a spec that has since changed. They are shown, marked, on their model pages and are not ranked or charted.", ""]
+        lines += ['!!! warning "Stale results"', "", f"    {len(stale)} result(s) were made by a spec, code or tolerances that have since changed (or recorded no code fingerprint). They are shown, marked with the reason, on their model pages and are not ranked or charted.", ""]
     lines += ["## Speed at a glance {#speed}", ""]
     for group, members in by_group(entries).items():
         lines += [f"### {md(group_title(group))}", "", block(headline_chart(members, models), class_="arena-figure")]
     lines += ["## What runs where {#accessibility}", "", "Each square is one model; hover for the reason. Details: [accessibility](accessibility.md).", "",
               block(accessibility.chart(entries, models), class_="arena-figure"), "", "## Leaderboards {#leaderboards}", ""]
-    lines += ["Verified results only (`pass` or `reference`), fastest inference first; `×` is the ratio to the fastest on that machine. Failed, unverified and older-spec results are on the model pages, never here.", ""]
+    lines += ["Verified results only (`pass` or `reference`), fastest inference first; `×` is the ratio to the fastest on that machine. Failed, unverified and stale results are on the model pages, never here.", ""]
     for model in models:
         lines += [f"### [{md(model)}](models/{slug(model)}.md)", ""]
         for group, members in by_group(e for e in entries if e.result.model == model).items():
@@ -36,7 +37,7 @@ def leaderboard(entries: Sequence[Entry]) -> str:
         return tag("p", "No verified result on this machine.")
     fastest = median_ms(order[0], "inference")
     rows = [
-        tag("tr", tag("td", str(i)) + tag("td", esc(label(e.result))) + tag("td", esc(format_ms(median_ms(e, "inference"))))
+        tag("tr", tag("td", str(i)) + tag("td", esc(label(e.result)) + uncommitted_mark(e)) + tag("td", esc(format_ms(median_ms(e, "inference"))))
             + tag("td", f"{median_ms(e, 'inference') / fastest:.2f}×") + tag("td", esc(verdict_label(e.result))))
         for i, e in enumerate(order, 1)
     ]

@@ -3,7 +3,7 @@
 Every string that comes from a result file passes through `esc` (HTML: element text and attribute
 values alike) or `md` (Markdown text such as a heading, where `*`, `_`, `[` … would otherwise format).
 Tables are raw HTML blocks: Markdown leaves their content alone, so escaping once is enough, and rows
-can carry classes (fail, older spec) and hover titles that Markdown tables cannot.
+can carry classes (fail, stale) and hover titles that Markdown tables cannot.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """One page per model: its architecture from the spec, then per platform the charts and the full table.
 
 In the table the best value of each column among verified rows is bold; a `fail` row is marked and
-followed by a detail row with the checks that failed; a row computed on an older spec is marked and
-says so; a cell that did not run shows its status and reason instead of figures.
+followed by a detail row with the checks that failed; a stale row (an older spec, changed code or
+tolerances) is marked and says why; a row made from an uncommitted tree says so beside its name; a cell
+that did not run shows its status and reason instead of figures.
 """
 
 from __future__ import annotations
@@ -104,8 +105,8 @@ def error_chart(entries: Sequence[Entry], colors: dict[str, str]) -> str:
     points = []
     for e in entries:
         t, err = median_ms(e, "inference"), output_error(e)
-        if t is None or not err or e.spec_note or e.result.status != "ok":
-            continue  # the reference itself has no error; an older spec's numbers are not comparable
+        if t is None or not err or e.stale or e.result.status != "ok":
+            continue  # the reference itself has no error; a stale result's numbers are not comparable
         r = e.result
         points.append(charts.Point(label(r), t, err, colors[r.framework], f"{label(r)}: {format_ms(t)}, max abs error {err:.2e} ({verdict_label(r)})", r.correctness.verdict == "fail"))
     return charts.scatter(points, "inference time against numerical error", "inference median (log)", "max abs error (log)")
@@ -121,16 +122,16 @@ def results_table(entries: Sequence[Entry]) -> str:
 
 
 def _row_order(e: Entry) -> tuple:
-    """Verified rows fastest first, then the other measured rows (failed, unverified, older spec), then cells that did not run."""
+    """Verified rows fastest first, then the other measured rows (failed, unverified, stale), then cells that did not run."""
     rank = 0 if e.verified else 1 if e.result.status == "ok" else 2
     return rank, median_ms(e, "inference") or math.inf, e.result.framework
 
 
 def rows(e: Entry, best: dict[str, float]) -> list[str]:
-    """The entry's row, plus a detail row for a failed verdict or an older spec."""
+    """The entry's row, plus a detail row for a failed verdict or a stale result."""
     r = e.result
     about = ", ".join(x for x in (r.framework_version, r.backend) if x)
-    first = tag("td", esc(label(r)) + ("<br>" + tag("small", esc(about)) if about else ""))
+    first = tag("td", esc(label(r)) + uncommitted_mark(e) + ("<br>" + tag("small", esc(about)) if about else ""))
     if r.status != "ok":
         main = tag("tr", first + tag("td", tag("strong", esc(r.status)) + " — " + esc(e.reason), colspan=len(COLUMNS) - 1), class_=f"arena-status arena-{r.status}")
         return [main]
@@ -144,12 +145,20 @@ def rows(e: Entry, best: dict[str, float]) -> list[str]:
         tag("td", _value(e, "memory", best, lambda v: format_bytes(int(v)) + (" dev" if peak_memory(r.metrics)[1] else ""))),
         tag("td", tag("span", esc(("✗ " if r.correctness.verdict == "fail" else "") + verdict_label(r)), title=verdict_title(e), class_="arena-verdict") + _error_note(e)),
     ]
-    classes = " ".join(c for c, on in (("arena-fail", r.correctness.verdict == "fail"), ("arena-stale", bool(e.spec_note))) if on)
+    classes = " ".join(c for c, on in (("arena-fail", r.correctness.verdict == "fail"), ("arena-stale", bool(e.stale))) if on)
     out = [tag("tr", first + "".join(cells), class_=classes)]
-    details = [*(_failed_checks(e) if r.correctness.verdict == "fail" else []), *([f"Older spec: {esc(e.spec_note)}; not ranked."] if e.spec_note else [])]
+    details = [*(_failed_checks(e) if r.correctness.verdict == "fail" else []), *([f"Stale: {esc(e.stale)}; not ranked."] if e.stale else [])]
     if details:
         out.append(tag("tr", tag("td", "<br>".join(details), colspan=len(COLUMNS)), class_="arena-detail"))
     return out
+
+
+def uncommitted_mark(e: Entry) -> str:
+    """A mark beside the name of a result made from a working tree with uncommitted changes."""
+    if not e.uncommitted:
+        return ""
+    why = f"arena {e.result.system.arena_commit}: the working tree had uncommitted changes, so the commit alone does not say which code ran"
+    return " " + tag("small", "uncommitted tree", title=why, class_="arena-uncommitted")
 
 
 def _value(e: Entry, metric: str, best: dict[str, float], fmt: Callable[[float], str]) -> str:

@@ -6,6 +6,7 @@ runs (CI=true: .ci/run installs them) and skipped elsewhere with the reason.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from arena.run import fingerprint
 from arena.site.build import Generated, generate
+from arena.specs import load_specs
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
@@ -40,15 +43,39 @@ def require_tool(name: str, *aliases: str) -> str:
     return path
 
 
+def current_fingerprint(result: dict, specs: dict, source: fingerprint.Tree) -> dict:
+    """A code fingerprint that this tree matches: the comparison code's hash and the result's tolerances."""
+    tolerances = fingerprint.tolerances(*specs[result["model"]].tolerances_for(result["framework"], result["dtype"]))
+    return fingerprint.of(source.code(["arena/results/compare.py"]) | tolerances).model_dump()
+
+
 @pytest.fixture(scope="session")
-def docs(tmp_path_factory) -> tuple[Path, Generated]:
+def results_dirs(tmp_path_factory) -> list[Path]:
+    """The committed results and the fixtures, copied with fingerprints that the current tree matches,
+    so that which of them are current does not change with every commit. Fixtures that carry their own
+    fingerprint (a stale one) keep it."""
+    root, specs, tree = tmp_path_factory.mktemp("results"), load_specs(), fingerprint.Tree()
+    copies = []
+    for folder, keep_own in ((REPO / "results", False), (FIXTURES, True)):
+        target = root / folder.relative_to(REPO).as_posix().replace("/", "-")
+        shutil.copytree(folder, target)
+        for path in target.rglob("*.json"):
+            result = json.loads(path.read_text())
+            if not (keep_own and result.get("fingerprint")):
+                path.write_text(json.dumps(result | {"fingerprint": current_fingerprint(result, specs, tree)}, indent=1) + "\n")
+        copies.append(target)
+    return copies
+
+
+@pytest.fixture(scope="session")
+def docs(tmp_path_factory, results_dirs) -> tuple[Path, Generated]:
     """A copy of the repo's mkdocs config and hand-written pages, with pages generated from the
     committed results and the fixtures (two folders, four platforms)."""
     root = tmp_path_factory.mktemp("site")
     shutil.copy(REPO / "mkdocs.yml", root / "mkdocs.yml")
     for hand_written in ("partials", "assets"):
         shutil.copytree(REPO / "site" / hand_written, root / "site" / hand_written)
-    return root, generate([REPO / "results", FIXTURES], root / "site")
+    return root, generate(results_dirs, root / "site")
 
 
 @pytest.fixture(scope="session")

@@ -41,10 +41,12 @@ def test_every_page_and_download_is_written(docs):
 def test_home_ranks_verified_results_with_the_ratio_to_the_fastest(docs):
     home = read(docs, "index.md")
     board = home.split("### [smollm2-135m]")[1].split("**intel-xeon-2c**")[0].split("**fixture-x86-4c**")[1]
-    names = re.findall(r"<tr><td>\d+</td><td>(.*?)</td>", board)
+    names = [n.split(" <small")[0] for n in re.findall(r"<tr><td>\d+</td><td>(.*?)</td>", board)]
     assert names == ["torch", "&lt;script&gt;window.__arena_pwned = 1&lt;/script&gt;evil", "jax", "ggml"], "ties by name"
     assert "<td>1.00×</td>" in board and "mlx" not in board and "candle" not in board and "onnxruntime" not in board
-    assert 'Results from older spec versions' in home and "1 result(s)" in home
+    assert 'Stale results' in home and "2 result(s)" in home, "the older spec and the changed code (fixtures)"
+    ggml = re.search(r"<tr><td>\d+</td><td>ggml(.*?)</td>", board)
+    assert ggml and "uncommitted tree" in ggml.group(1) and "32624e2c8f09-dirty" in ggml.group(1)
     assert home.count('<svg class="arena-chart"') == 5, "one headline chart per platform and the accessibility matrix"
 
 
@@ -70,10 +72,20 @@ def test_model_page_rows_show_figures_reasons_and_marks(docs):
 
 def test_an_older_spec_result_is_marked_on_its_page_and_left_out_of_charts(docs):
     page = read(docs, "models/whisper-tiny.md")
-    stale = [r for r in rows_of(page, "fixture-x86-4c") if "arena-stale" in r or "Older spec" in r]
+    stale = [r for r in rows_of(page, "fixture-x86-4c") if "arena-stale" in r or "Stale:" in r]
     assert len(stale) == 2 and "0123456789abcdef" in stale[1]
     chart = page.split("## fixture-x86-4c")[1].split("<table>")[0]
     assert chart.count('class="arena-bar"') == 3, "only the current-spec torch row is charted (3 workloads)"
+
+
+def test_a_result_of_changed_code_says_what_changed_and_an_uncommitted_tree_is_marked(docs):
+    page = read(docs, "models/smollm2-135m.md")
+    nvidia = rows_of(page, "fixture-nvidia-h100")
+    jax = next(r for r in nvidia if "<td>jax" in r)
+    assert 'class="arena-stale"' in jax and "<strong>" not in jax
+    assert "Stale: made by code or tolerances that have changed since: arena/results/compare.py, tolerances; not ranked." in nvidia[nvidia.index(jax) + 1]
+    marked = [r for r in rows_of(page, "fixture-x86-4c") if "uncommitted tree" in r]
+    assert len(marked) == 1 and "<td>ggml" in marked[0]
 
 
 def test_no_string_from_a_result_reaches_a_page_unescaped(docs):
@@ -102,14 +114,14 @@ def test_every_family_documents_its_workloads(family):
     assert set(workload_meanings(family)) == {"inference", "latency", "training"}
 
 
-def test_downloads_hold_the_raw_files_their_zip_and_the_schema(docs):
+def test_downloads_hold_the_raw_files_their_zip_and_the_schema(docs, results_dirs):
     root, out = docs
     site = root / "site"
     schema = json.loads((site / "downloads" / "result.schema.json").read_text())
     assert schema["title"] == "Result"
     with zipfile.ZipFile(site / "downloads" / "arena-results.zip") as archive:
         assert len(archive.namelist()) == len(out.entries)
-    original = FIXTURES / "fixture-apple-m2" / "smollm2-135m" / "full" / "torch-mps-fp32.json"
+    original = results_dirs[1] / "fixture-apple-m2" / "smollm2-135m" / "full" / "torch-mps-fp32.json"
     assert (site / "downloads/results/fixture-apple-m2/smollm2-135m/full/torch-mps-fp32.json").read_bytes() == original.read_bytes()
 
 

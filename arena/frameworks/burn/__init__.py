@@ -10,6 +10,10 @@ from arena.frameworks import rust_native
 from arena.frameworks.contract import BuildContext, Probe
 
 DISTRIBUTION = "arena"  # the extension is built from this repository; the Burn version is in `version`
+# Its numbers come from the extension: its crates (a wheel has only the compiled file), hashed both ways.
+DISTRIBUTIONS = ()
+SOURCES = ("arena/frameworks/rust_native.py", "rust_ext/Cargo.toml", "rust_ext/Cargo.lock", "rust_ext/common", "rust_ext/native", "rust_ext/burn")
+BINARIES = ("arena._native",)
 INSTALL_HINT = rust_native.INSTALL_HINT
 VARIANTS = {"": "burn-flex CPU back-end (gemm, SIMD, rayon) with autodiff, release build; Burn's fused attention op"}
 UNSUPPORTED: dict[str, str] = {}

@@ -9,6 +9,10 @@ from arena.frameworks import rust_native
 from arena.frameworks.contract import BuildContext, Probe
 
 DISTRIBUTION = "arena"  # the extension is built from this repository; the Candle version is in `version`
+# Its numbers come from the extension: its crates (a wheel has only the compiled file), hashed both ways.
+DISTRIBUTIONS = ()
+SOURCES = ("arena/frameworks/rust_native.py", "rust_ext/Cargo.toml", "rust_ext/Cargo.lock", "rust_ext/common", "rust_ext/native", "rust_ext/candle")
+BINARIES = ("arena._native",)
 INSTALL_HINT = rust_native.INSTALL_HINT
 VARIANTS = {"": "candle-core/candle-nn CPU back-end (gemm), release build; fused kernels for inference, differentiable ops for training"}
 UNSUPPORTED: dict[str, str] = {}

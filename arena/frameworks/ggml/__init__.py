@@ -17,6 +17,8 @@ import importlib.metadata
 from arena.frameworks.contract import BuildContext, Probe
 
 DISTRIBUTION = "llama-cpp-python"
+DISTRIBUTIONS = ("llama-cpp-python", "pywhispercpp", "gguf")
+SOURCES = ("arena/frameworks/conversion.py",)
 INSTALL_HINT = 'pip install -e ".[ggml]" (builds llama.cpp from source; CMAKE_ARGS="-DGGML_CUDA=on" for CUDA)'
 VARIANTS = {"": "llama.cpp (F32 weights, F32 KV cache) and whisper.cpp (F16 matrices, its only CPU option), flash attention off"}
 UNSUPPORTED = {

@@ -14,6 +14,8 @@ import os
 from arena.frameworks.contract import BuildContext, Probe
 
 DISTRIBUTION = "jax"
+DISTRIBUTIONS = ("jax", "jaxlib")
+SOURCES = ("arena/frameworks/layouts.py",)
 INSTALL_HINT = 'pip install -e ".[jax]"'
 VARIANTS = {"": "jax.jit (XLA) for every timed call; compilation happens in prepare/warmup, never in timed calls"}
 UNSUPPORTED: dict[str, str] = {}

@@ -15,6 +15,8 @@ import sys
 from arena.frameworks.contract import BuildContext, Probe
 
 DISTRIBUTION = "mlx"
+DISTRIBUTIONS = ("mlx", "mlx-metal", "mlx-cpu")  # the Metal build on macOS, the CPU back-end on Linux
+SOURCES = ("arena/frameworks/layouts.py",)
 INSTALL_HINT = 'pip install -e ".[mlx]"  (on Linux this installs mlx[cpu])'
 VARIANTS = {"": "mx.compile of every timed function; lazy graphs evaluated with mx.eval inside each timed call"}
 UNSUPPORTED: dict[str, str] = {}

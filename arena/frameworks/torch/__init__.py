@@ -15,6 +15,7 @@ import tempfile
 from arena.frameworks.contract import BuildContext, Probe
 
 DISTRIBUTION = "torch"
+DISTRIBUTIONS = ("torch", "torchvision", "transformers", "diffusers")  # the official implementations
 INSTALL_HINT = 'pip install -e ".[torch]"'
 VARIANTS = {
     "": "eager mode",
