@@ -89,7 +89,7 @@ def digest(target: Path) -> str:
 
 def cell(framework: str, family: str, judged_by: tuple[Tolerances | None, str], source: Tree) -> Fingerprint:
     """The fingerprint of a cell as the tree and the installation stand now (`judged_by`: the spec's
-    `tolerances_for(framework, dtype)`)."""
+    `tolerances_for(framework, dtype, preset)`)."""
     return of(measured(framework, family, source) | framework_parts(REFERENCE_FRAMEWORK, source) | tolerances(*judged_by))
 
 

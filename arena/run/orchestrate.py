@@ -135,7 +135,7 @@ def still_valid(previous: Result, spec: ModelSpec, preset: str, weights_hash: st
 
 def code_fingerprint(run: Run, cell: Cell) -> Fingerprint:
     spec = run.specs[cell.model]
-    return fingerprint.cell(cell.framework, spec.family, spec.tolerances_for(cell.framework, cell.dtype), run.source)
+    return fingerprint.cell(cell.framework, spec.family, spec.tolerances_for(cell.framework, cell.dtype, cell.preset), run.source)
 
 
 def run_cell(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, mode: str) -> Result:

@@ -114,7 +114,7 @@ def stale_note(r: Result, specs: dict[str, ModelSpec], source: fingerprint.Tree)
         return f"computed with an older version of the spec (spec hash {r.spec_hash}, now {current})"
     if r.fingerprint is None:
         return "made before results recorded a code fingerprint: which code produced it cannot be checked"
-    changed = fingerprint.changed(r.fingerprint, spec.tolerances_for(r.framework, r.dtype), source)
+    changed = fingerprint.changed(r.fingerprint, spec.tolerances_for(r.framework, r.dtype, r.preset), source)
     if changed:
         return "made by code or tolerances that have changed since: " + ", ".join(k.removeprefix("code:") for k in changed)
     return ""

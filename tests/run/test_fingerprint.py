@@ -33,7 +33,7 @@ def tree(tmp_path) -> Path:
 
 def cell(root: Path, framework: str, judged_by=None) -> Fingerprint:
     """As a run sees the tree at `root` (a fresh Tree: nothing hashed before the edit is remembered)."""
-    return fingerprint.cell(framework, "llama", judged_by or SPEC.tolerances_for(framework, "fp32"), fingerprint.Tree(root))
+    return fingerprint.cell(framework, "llama", judged_by or SPEC.tolerances_for(framework, "fp32", "tiny"), fingerprint.Tree(root))
 
 
 def differing(a: Fingerprint, b: Fingerprint) -> set[str]:
@@ -65,7 +65,7 @@ def test_an_edit_changes_the_fingerprint_of_exactly_the_cells_that_run_it(tree, 
 
 
 def test_a_tolerance_change_is_its_own_component(tree):
-    base, note = SPEC.tolerances_for("candle", "fp32")
+    base, note = SPEC.tolerances_for("candle", "fp32", "tiny")
     looser = base.model_copy(update={"output": base.output.model_copy(update={"atol": base.output.atol * 2})})
     assert differing(cell(tree, "candle"), cell(tree, "candle", (looser, note))) == {"tolerances"}
     assert differing(cell(tree, "candle"), cell(tree, "candle", (base, "a declared own output tolerance"))) == {"tolerances"}
@@ -90,7 +90,7 @@ def test_without_rust_sources_the_compiled_extension_ties_a_result_to_its_code(t
 
 
 def test_the_tree_check_sees_code_and_tolerances_not_the_installation(tree):
-    judged_by = SPEC.tolerances_for("candle", "fp32")
+    judged_by = SPEC.tolerances_for("candle", "fp32", "tiny")
     recorded = cell(tree, "candle")
     elsewhere = recorded.components | {"version:transformers": "0.0.1", "binary:arena._native": "f" * 12}
     assert fingerprint.changed(Fingerprint(value="another machine", components=elsewhere), judged_by, fingerprint.Tree(tree)) == []
@@ -102,9 +102,9 @@ def test_the_tree_check_sees_code_and_tolerances_not_the_installation(tree):
 
 def test_the_tree_hashes_each_path_once():
     source = fingerprint.Tree()
-    first = fingerprint.cell("candle", "llama", SPEC.tolerances_for("candle", "fp32"), source)
+    first = fingerprint.cell("candle", "llama", SPEC.tolerances_for("candle", "fp32", "tiny"), source)
     remembered = dict(source._digests)
-    assert fingerprint.cell("burn", "whisper", SPEC.tolerances_for("burn", "fp32"), source).components["code:rust_ext/common"] == first.components["code:rust_ext/common"]
+    assert fingerprint.cell("burn", "whisper", SPEC.tolerances_for("burn", "fp32", "tiny"), source).components["code:rust_ext/common"] == first.components["code:rust_ext/common"]
     assert all(source._digests[k] == v for k, v in remembered.items()) and len(source._digests) > len(remembered)
 
 

@@ -45,7 +45,7 @@ def require_tool(name: str, *aliases: str) -> str:
 
 def current_fingerprint(result: dict, specs: dict, source: fingerprint.Tree) -> dict:
     """A code fingerprint that this tree matches: the comparison code's hash and the result's tolerances."""
-    tolerances = fingerprint.tolerances(*specs[result["model"]].tolerances_for(result["framework"], result["dtype"]))
+    tolerances = fingerprint.tolerances(*specs[result["model"]].tolerances_for(result["framework"], result["dtype"], result["preset"]))
     return fingerprint.of(source.code(["arena/results/compare.py"]) | tolerances).model_dump()
 
 
@@ -53,7 +53,10 @@ def current_fingerprint(result: dict, specs: dict, source: fingerprint.Tree) -> 
 def results_dirs(tmp_path_factory) -> list[Path]:
     """The committed results and the fixtures, copied with fingerprints that the current tree matches,
     so that which of them are current does not change with every commit. Fixtures that carry their own
-    fingerprint (a stale one) keep it."""
+    fingerprint (a stale one) keep it. The committed results also take the current spec hash: a change
+    of the specs or of the generation rules makes them stale on the site until they are re-run, and the
+    site's behaviour is what these tests check, not whether they are current (the fixtures carry the
+    spec hashes they were made with, tests/site/fixtures/make.py)."""
     root, specs, tree = tmp_path_factory.mktemp("results"), load_specs(), fingerprint.Tree()
     copies = []
     for folder, keep_own in ((REPO / "results", False), (FIXTURES, True)):
@@ -61,6 +64,8 @@ def results_dirs(tmp_path_factory) -> list[Path]:
         shutil.copytree(folder, target)
         for path in target.rglob("*.json"):
             result = json.loads(path.read_text())
+            if not keep_own:
+                result["spec_hash"] = specs[result["model"]].spec_hash(result["preset"])
             if not (keep_own and result.get("fingerprint")):
                 path.write_text(json.dumps(result | {"fingerprint": current_fingerprint(result, specs, tree)}, indent=1) + "\n")
         copies.append(target)

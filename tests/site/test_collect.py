@@ -65,7 +65,7 @@ def test_an_edit_to_the_tree_makes_a_result_stale(tmp_path):
     shutil.copytree(FIXTURES / "fixture-apple-m2", folder)
     path = folder / "smollm2-135m" / "full" / "torch-mps-fp32.json"
     data = json.loads(path.read_text())
-    judged_by = load_specs()["smollm2-135m"].tolerances_for("torch", "fp32")
+    judged_by = load_specs()["smollm2-135m"].tolerances_for("torch", "fp32", "full")
     recorded = fingerprint.of(fingerprint.Tree(tree).code(["arena/results/compare.py", "arena/families/llama.py"]) | fingerprint.tolerances(*judged_by))
     path.write_text(json.dumps(data | {"fingerprint": recorded.model_dump()}))
 
