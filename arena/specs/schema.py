@@ -141,8 +141,9 @@ class ModelSpecBase(Strict):
         missing = [p for p in REQUIRED_PRESETS if p not in self.presets]
         if missing:
             raise ValueError(f"presets must include {', '.join(REQUIRED_PRESETS)}; missing {', '.join(missing)}")
-        if "fp32" not in self.tolerances:
-            raise ValueError("tolerances must include fp32")
+        undeclared = [p for p, preset in self.presets.items() if "fp32" not in preset.tolerances and "fp32" not in self.tolerances]
+        if undeclared:
+            raise ValueError(f"fp32 tolerances are needed for every preset (in the preset's `tolerances` or the spec's); missing for {', '.join(undeclared)}")
         return self
 
     def tolerances_for(self, framework: str, dtype: str, preset: str) -> tuple[Tolerances | None, str]:

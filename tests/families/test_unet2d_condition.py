@@ -228,7 +228,7 @@ def test_fp32_tolerance_holds_for_fp64_and_breaks_on_a_perturbed_weight():
     """The fp32 output and loss tolerances accept float32 against float64 (the truth) and reject the
     same model with conv_out.weight scaled by 1.01."""
     torch, impl = _official()
-    config, wl, tol = TINY.config, TINY.workloads, SPEC.tolerances["fp32"]
+    config, wl, tol = TINY.config, TINY.workloads, SPEC.tolerances_for("torch", "fp32", "tiny")[0]
     module = impl.make_module(config)
     from arena.frameworks.torch.common import load_strict
 

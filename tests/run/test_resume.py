@@ -28,7 +28,7 @@ def test_rerun_resumes_and_respects_changes(run_matrix, specs_copy, tmp_path):
 
     path = specs_copy / "smollm2-135m.yaml"
     raw = yaml.safe_load(path.read_text())
-    raw["tolerances"]["fp32"]["output"]["atol"] *= 2
+    raw["presets"]["tiny"]["tolerances"]["fp32"]["output"]["atol"] *= 2
     path.write_text(yaml.safe_dump(raw))
     retuned = run_matrix(["smollm2-135m"], ["torch"], specs_dir=specs_copy, results_dir=results_dir)
     assert retuned[key].run_id != first[key].run_id, "a changed fingerprint (here: the tolerances) re-runs the cell"

@@ -136,3 +136,31 @@ def test_config_and_workloads_are_cross_checked(tmp_path):
     with pytest.raises(SpecError) as err:
         load_spec(path)
     assert f"{path}: presets.tiny.workloads: decoder_len (10000)" in str(err.value)
+
+
+@pytest.mark.parametrize("name", SPEC_NAMES)
+@pytest.mark.parametrize("preset", ["tiny", "full"])
+def test_every_fp32_tolerance_is_calibrated_on_the_reference_at_its_preset(name, preset):
+    """About 10x the reference's own fp32-vs-fp64 difference (python -m arena.calibrate): not so tight
+    that rounding fails a correct framework (>= 5x), not so loose that it hides a bug (<= 30x, or the
+    floors of a few fp32 ulps where the measurement is smaller than that)."""
+    tolerances, _ = load_specs(names=[name])[name].tolerances_for("torch", "fp32", preset)
+    measured = tolerances.fp64_difference
+    assert measured is not None, f"{name} {preset}: fp32 tolerances without their fp64_difference"
+    for what, limit, value, floor in (
+        ("output atol", tolerances.output.atol, measured.output_max_abs, 2e-6),
+        ("loss atol", tolerances.loss.atol, measured.loss_abs, 1e-5),
+        ("grad norm_rtol", tolerances.grad.norm_rtol, measured.grad_norm_rel, 1e-6),
+        ("grad sample_rel_l2", tolerances.grad.sample_rel_l2, measured.grad_rel_l2, 1e-6),
+    ):
+        assert limit >= 5 * value, f"{name} {preset}: {what} {limit:g} is within 5x of the reference's own error {value:g}"
+        assert limit <= max(30 * value, floor), f"{name} {preset}: {what} {limit:g} is over 30x the reference's own error {value:g}"
+
+
+def test_a_preset_without_fp32_tolerances_is_named(tmp_path):
+    raw = yaml.safe_load((REPO / "specs" / "models" / "smollm2-135m.yaml").read_text())
+    del raw["presets"]["tiny"]["tolerances"]
+    path = tmp_path / "smollm2-135m.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ArenaError, match="fp32 tolerances are needed for every preset.*missing for tiny"):
+        load_spec(path)
