@@ -29,7 +29,7 @@ import numpy as np
 from arena import weights
 from arena.errors import unknown_name
 from arena.results.compare import compare, validate_reference
-from arena.results.schema import Correctness, Result, System
+from arena.results.schema import SCHEMA_VERSION, Correctness, Result, System
 from arena.results.store import read_result, result_path, write_json_atomic
 from arena.run.cell import Cell, CellJob
 from arena.run.config import RunConfig
@@ -121,8 +121,11 @@ def measure_and_judge(run: Run, cell: Cell, weights_file: weights.WeightsFile, s
 
 
 def still_valid(previous: Result, spec: ModelSpec, preset: str, weights_hash: str) -> bool:
-    """Same spec, same weights, same installed framework version, and a final status."""
+    """Same spec, same weights, same installed framework version, a final status, and measured under
+    this result schema (v1 timed a slow call with no warm-up before it and recorded no warm-up calls)."""
     if previous.status not in RESUMABLE or previous.spec_hash != spec.spec_hash(preset) or previous.weights_hash != weights_hash:
+        return False
+    if previous.schema_version != SCHEMA_VERSION:
         return False
     if not previous.framework_distribution:
         return True
