@@ -6,6 +6,7 @@ import resource
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import psutil
@@ -20,12 +21,25 @@ def time_call(step: Step) -> tuple[float, Any]:
     return (time.perf_counter_ns() - start) / 1e6, value
 
 
-def measure(step: Step, timing: Timing, first_call_ms: float) -> tuple[list[float], Any, list[str]]:
-    """Warm up, then time calls until both min_reps and min_seconds are met (capped by max_reps), within
-    the `max_seconds` budget: a call starts only if, as long as the last one, it ends within the budget
-    (the first timed call always runs).
+@dataclass
+class Measured:
+    samples_ms: list[float]  # the timed calls
+    warmup_ms: list[float]  # the untimed warm-up calls before them (at least one)
+    value: Any  # the last call's value
+    problems: list[str]  # what the step's watch reported over the timed calls
 
-    Returns the samples in ms, the last call's value and the problems the step's watch reported.
+
+def measure(step: Step, timing: Timing, first_call_ms: float) -> Measured:
+    """Warm up, then time calls until both min_reps and min_seconds are met (capped by max_reps), within
+    the `max_seconds` budget: a call starts only if, as long as the last one, it ends within the budget.
+    The first warm-up call and the first timed call run whatever the budget says.
+
+    The caller's first call is not a warm-up: it is the cold start (tracing, compilation, first
+    allocations), reported as such in `first_call_ms`. The call after it is the first to run on what
+    that one set up (compiled code, allocator pools, caches, thread pools) and can still carry one-off
+    costs; timed, it could be the only sample under the budget (MLX's SD UNet cell had one timed call
+    and no warm-up). So one untimed call always comes between the two.
+
     `Step.run` synchronises with the device itself, so each sample is a complete call.
     """
     started, last_s = time.perf_counter(), first_call_ms / 1e3
@@ -33,22 +47,23 @@ def measure(step: Step, timing: Timing, first_call_ms: float) -> tuple[list[floa
     def affordable() -> bool:
         return time.perf_counter() + last_s <= started + timing.max_seconds
 
-    value = None
-    for _ in range(timing.warmup):
-        if not affordable():
-            break
-        elapsed_ms, value = time_call(step)
+    warmup_ms: list[float] = []
+    while not warmup_ms or (len(warmup_ms) < timing.warmup and affordable()):
+        elapsed_ms, _ = time_call(step)
+        warmup_ms.append(elapsed_ms)
         last_s = elapsed_ms / 1e3
     problems = step.watch()
     samples: list[float] = []
     timed_from = time.perf_counter()
-    while len(samples) < timing.max_reps and (len(samples) < timing.min_reps or time.perf_counter() - timed_from < timing.min_seconds):
-        if samples and not affordable():
-            break
+
+    def more_wanted() -> bool:
+        return len(samples) < timing.max_reps and (len(samples) < timing.min_reps or time.perf_counter() - timed_from < timing.min_seconds)
+
+    while not samples or (more_wanted() and affordable()):
         elapsed_ms, value = time_call(step)
         samples.append(elapsed_ms)
         last_s = elapsed_ms / 1e3
-    return samples, value, problems()
+    return Measured(samples, warmup_ms, value, problems())
 
 
 class PeakRss:
