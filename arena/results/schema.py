@@ -55,7 +55,7 @@ class WorkloadMetrics(Model):
     throughput_unit: str = ""
     flops: float | None = Field(None, description="analytic FLOPs of one call (2 per multiply-add)")
     gflops_per_s: float | None = Field(None, description="achieved GFLOP/s at the median")
-    peak_rss_bytes: int | None = Field(None, description="peak resident memory of the process while this workload ran")
+    peak_rss_bytes: int | None = Field(None, description="peak resident memory of the process while this workload ran (sampled beside its untimed calls, read after each timed one)")
     peak_device_memory_bytes: int | None = Field(None, description="peak accelerator memory while this workload ran (None on the CPU)")
     problems: list[str] = Field(default_factory=list, description="timing-validity problems (e.g. recompilation)")
 
