@@ -5,6 +5,7 @@ from __future__ import annotations
 from itertools import groupby
 
 from arena.results.schema import Conversion, Metrics, Result, WorkloadMetrics
+from arena.results.stats import caveats
 
 COLUMNS = ("framework", "device", "status", "convert", "prepare", "inference", "latency", "training", "GFLOP/s", "peak mem", "× torch", "verdict")
 WORKLOADS = ("inference", "latency", "training")
@@ -81,8 +82,8 @@ def _workload(w: WorkloadMetrics | None) -> str:
         return "—"
     if w.status != "ok" or w.stats is None:
         return w.status
-    spread = f" ±{w.stats.cv:.0%}" if w.stats.cv >= 0.05 else ""
-    return format_ms(w.stats.median_ms) + spread + (" !" if w.problems else "")
+    notes = caveats(w.stats)
+    return format_ms(w.stats.median_ms) + (f" ({'; '.join(notes)})" if notes else "") + (" !" if w.problems else "")
 
 
 def format_ms(ms: float) -> str:

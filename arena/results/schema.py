@@ -1,7 +1,11 @@
 """The result contract: one JSON file per cell, versioned, validated, self-describing.
 
-Bump SCHEMA_VERSION on any incompatible change; `arena schema` exports the JSON Schema that the site
-publishes beside the raw files.
+Bump SCHEMA_VERSION on any incompatible change, and upgrade the older versions' files as they are read
+(`Result._upgrade`), so that a store or a site keeps its committed results; `arena schema` exports the
+JSON Schema that the site publishes beside the raw files.
+
+v2: a median of fewer than `MIN_SAMPLES_FOR_CI` calls has no confidence interval (`low_sample`, the
+interval fields null), and each workload records its untimed warm-up calls (`warmup_ms`).
 """
 
 from __future__ import annotations
@@ -10,7 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Fewer timed calls than this give no confidence interval: a bootstrap of 3 values resamples those 3
+# values, so its "interval" is their range under another name and says nothing about the next run.
+MIN_SAMPLES_FOR_CI = 5
 
 Status = Literal["ok", "error", "timeout", "crashed", "unavailable", "unsupported", "running"]
 Verdict = Literal["reference", "pass", "fail", "n/a"]
@@ -24,6 +31,7 @@ class Stats(Model):
     """Statistics of the timed calls of one workload (all in milliseconds)."""
 
     n: int
+    low_sample: bool = Field(description=f"fewer than {MIN_SAMPLES_FOR_CI} timed calls: the median is a single / low-sample figure and has no interval")
     median_ms: float
     mean_ms: float
     std_ms: float
@@ -32,8 +40,8 @@ class Stats(Model):
     min_ms: float
     max_ms: float
     cv: float = Field(description="std / mean")
-    ci95_low_ms: float = Field(description="bootstrap 95 % confidence interval of the median, low end")
-    ci95_high_ms: float
+    ci95_low_ms: float | None = Field(description="bootstrap 95 % confidence interval of the median, low end (None when low_sample)")
+    ci95_high_ms: float | None = Field(description="its high end (None when low_sample)")
     samples_ms: list[float]
 
 
@@ -41,12 +49,13 @@ class WorkloadMetrics(Model):
     status: Literal["ok", "unsupported", "error"] = "ok"
     reason: str = ""
     first_call_ms: float | None = Field(None, description="the first (cold) call, compilation included")
+    warmup_ms: list[float] = Field(default_factory=list, description="the untimed warm-up calls after the first call (at least one; empty in a v1 result, which did not record them)")
     stats: Stats | None = None
     throughput: float | None = Field(None, description="work items per second at the median")
     throughput_unit: str = ""
     flops: float | None = Field(None, description="analytic FLOPs of one call (2 per multiply-add)")
     gflops_per_s: float | None = Field(None, description="achieved GFLOP/s at the median")
-    peak_rss_bytes: int | None = Field(None, description="peak resident memory of the process while this workload ran")
+    peak_rss_bytes: int | None = Field(None, description="peak resident memory of the process while this workload ran (sampled beside its untimed calls, read after each timed one)")
     peak_device_memory_bytes: int | None = Field(None, description="peak accelerator memory while this workload ran (None on the CPU)")
     problems: list[str] = Field(default_factory=list, description="timing-validity problems (e.g. recompilation)")
 
@@ -124,7 +133,7 @@ class Fingerprint(Model):
 
 
 class Result(Model):
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = Field(SCHEMA_VERSION, description="the schema the file was written with (an older one is upgraded as it is read)")
     run_id: str
     created: str = Field(description="UTC ISO time the cell finished")
     model: str
@@ -158,6 +167,25 @@ class Result(Model):
         if self.status in ("error", "timeout", "crashed") and self.correctness.verdict == "pass":
             raise ValueError(f"a cell with status {self.status!r} cannot have the verdict 'pass'")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        version = data.get("schema_version") if isinstance(data, dict) else None
+        return upgrade_v1(data) if isinstance(version, int) and version < 2 else data
+
+
+def upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A v1 result read as v2: its low-sample medians lose the interval v1 gave them (a copy; the file is
+    not touched). `warmup_ms` stays empty: v1 did not record the warm-up calls."""
+    metrics = dict(data.get("metrics") or {})
+    for workload, values in metrics.items():
+        stats = isinstance(values, dict) and values.get("stats")
+        if isinstance(stats, dict) and "n" in stats:
+            low = stats["n"] < MIN_SAMPLES_FOR_CI
+            interval = {"ci95_low_ms": None, "ci95_high_ms": None} if low else {}
+            metrics[workload] = {**values, "stats": {**stats, "low_sample": low, **interval}}
+    return {**data, "metrics": metrics}
 
 
 def json_schema() -> dict[str, Any]:

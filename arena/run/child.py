@@ -166,14 +166,15 @@ def run_cell(job: CellJob, result: Result) -> None:
 def run_workload(impl, model, workload: str, inputs, job: CellJob, timing, device_memory) -> tuple[WorkloadMetrics, dict[str, np.ndarray]]:
     step = getattr(impl, workload)(model, inputs)
     device_memory(reset=True)
-    with PeakRss() as rss:
+    memory = PeakRss()
+    with memory.sampling():
         first_ms, value = time_call(step)
-        stats, problems = None, []
-        if job.mode == "measure":
-            samples, value, problems = measure(step, timing, first_ms)
-            stats = summarize(samples)
-    metrics = WorkloadMetrics(first_call_ms=first_ms, stats=stats, peak_rss_bytes=rss.peak,
-                              peak_device_memory_bytes=device_memory(reset=False), problems=problems)
+    metrics = WorkloadMetrics(first_call_ms=first_ms)
+    if job.mode == "measure":
+        measured = measure(step, timing, first_ms, memory)
+        value, metrics.problems = measured.value, measured.problems
+        metrics.stats, metrics.warmup_ms = summarize(measured.samples_ms), measured.warmup_ms
+    metrics.peak_rss_bytes, metrics.peak_device_memory_bytes = memory.peak, device_memory(reset=False)
     return metrics, step.fetch(value)
 
 

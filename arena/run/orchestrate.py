@@ -31,7 +31,7 @@ from arena.families.base import WORKLOADS
 from arena.frameworks import load_adapter
 from arena.frameworks.contract import unsupported_reason
 from arena.results.compare import compare, validate_reference
-from arena.results.schema import Correctness, Fingerprint, Result, System
+from arena.results.schema import SCHEMA_VERSION, Correctness, Fingerprint, Result, System
 from arena.results.store import read_result, result_path, write_json_atomic
 from arena.run import fingerprint
 from arena.run.cell import Cell, CellJob
@@ -127,9 +127,11 @@ def measure_and_judge(run: Run, cell: Cell, weights_file: weights.WeightsFile, s
 
 
 def still_valid(previous: Result, spec: ModelSpec, preset: str, weights_hash: str, current: Fingerprint) -> bool:
-    """A final status, the same spec and weights, and the same code fingerprint (a result without one
-    cannot show which code made it, so it is re-run)."""
+    """A final status, the same spec and weights, the same code fingerprint (a result without one cannot
+    show which code made it, so it is re-run), and measured under this result schema (v1 timed a slow
+    call with no warm-up before it and recorded no warm-up calls)."""
     return (previous.status in RESUMABLE and previous.spec_hash == spec.spec_hash(preset) and previous.weights_hash == weights_hash
+            and previous.schema_version == SCHEMA_VERSION
             and previous.fingerprint is not None and previous.fingerprint.value == current.value)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from arena.errors import ArenaError
 from arena.families.base import WORKLOADS
-from arena.results.schema import Result
+from arena.results.schema import Result, Stats
 from arena.results.store import load_result, result_path
 from arena.run import fingerprint
 from arena.site.html import slug
@@ -120,10 +120,15 @@ def stale_note(r: Result, specs: dict[str, ModelSpec], source: fingerprint.Tree)
     return ""
 
 
-def median_ms(e: Entry, workload: str) -> float | None:
-    """The workload's median time, or None where it did not run."""
+def stats_of(e: Entry, workload: str) -> Stats | None:
+    """The workload's timing statistics, or None where it did not run."""
     w = getattr(e.result.metrics, workload)
-    return w.stats.median_ms if w and w.status == "ok" and w.stats else None
+    return w.stats if w and w.status == "ok" else None
+
+
+def median_ms(e: Entry, workload: str) -> float | None:
+    s = stats_of(e, workload)
+    return s.median_ms if s else None
 
 
 def output_error(e: Entry) -> float | None:

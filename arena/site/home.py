@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from arena.results.report import format_ms, verdict_label
 from arena.site import accessibility, charts
-from arena.site.collect import Entry, by_group, group_title, label, median_ms, ranked
-from arena.site.html import block, esc, md, slug, table, tag
+from arena.site.collect import Entry, by_group, group_title, label, median_ms, ranked, stats_of
+from arena.site.html import block, caveat_lines, esc, md, slug, table, tag
 from arena.site.model import uncommitted_mark
 
 INTRO = "partials/home.md"  # hand-written, included by pymdownx.snippets at build time
@@ -36,11 +36,11 @@ def leaderboard(entries: Sequence[Entry]) -> str:
     if not order:
         return tag("p", "No verified result on this machine.")
     fastest = median_ms(order[0], "inference")
-    rows = [
-        tag("tr", tag("td", str(i)) + tag("td", esc(label(e.result)) + uncommitted_mark(e)) + tag("td", esc(format_ms(median_ms(e, "inference"))))
-            + tag("td", f"{median_ms(e, 'inference') / fastest:.2f}×") + tag("td", esc(verdict_label(e.result))))
-        for i, e in enumerate(order, 1)
-    ]
+    rows = []
+    for i, e in enumerate(order, 1):
+        median = tag("td", esc(format_ms(median_ms(e, "inference"))) + caveat_lines(stats_of(e, "inference")))
+        rows.append(tag("tr", tag("td", str(i)) + tag("td", esc(label(e.result)) + uncommitted_mark(e)) + median
+                        + tag("td", f"{median_ms(e, 'inference') / fastest:.2f}×") + tag("td", esc(verdict_label(e.result)))))
     return table(("#", "framework", "inference (median)", "× fastest", "verdict"), rows)
 
 

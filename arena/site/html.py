@@ -12,6 +12,9 @@ import html
 import re
 from collections.abc import Iterable, Sequence
 
+from arena.results.schema import MIN_SAMPLES_FOR_CI, Stats
+from arena.results.stats import NOISY_CV, caveats
+
 _MD_PLAIN = re.compile(r"[A-Za-z0-9 ,.\-]")  # never Markdown syntax inside a line
 
 
@@ -45,3 +48,12 @@ def table(header: Sequence[str], rows: Iterable[str], **attrs: object) -> str:
 def block(content: str, **attrs: object) -> str:
     """A <div> on its own lines: Markdown passes it through untouched (it must hold no blank line)."""
     return "\n" + tag("div", "\n" + content.replace("\n\n", "\n") + "\n", **attrs) + "\n"
+
+
+CAVEAT_TITLE = (f"Read with care: fewer than {MIN_SAMPLES_FOR_CI} timed calls give no confidence interval of the median; "
+                f"a CV over {NOISY_CV:.0%} means the calls varied widely.")
+
+
+def caveat_lines(s: Stats) -> str:
+    """What must be read beside a median (too few calls, a wide spread), each on a line of its own under it, flagged."""
+    return "".join("<br>" + tag("small", "⚠ " + esc(note), class_="arena-caveat", title=CAVEAT_TITLE) for note in caveats(s))

@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from arena.families import load_family
 from arena.families.base import WORKLOADS
 from arena.results.report import format_bytes, format_ms, peak_memory, verdict_label
-from arena.results.schema import WorkloadMetrics
+from arena.results.schema import MIN_SAMPLES_FOR_CI, WorkloadMetrics
 from arena.site import charts
 from arena.site.collect import Entry, by_group, describe_platform, group_title, label, median_ms, output_error
-from arena.site.html import block, esc, md, slug, table, tag
+from arena.site.html import block, caveat_lines, esc, md, slug, table, tag
 from arena.specs import ModelSpec
 
 COLUMNS = ("framework (version, backend)", "prepare", "inference (p10–p90)", "latency", "training", "throughput", "GFLOP/s", "peak memory", "verdict")
@@ -177,16 +177,27 @@ def _workload(e: Entry, workload: str, best: dict[str, float], spread: bool = Fa
     if w.status != "ok" or w.stats is None:
         return tag("td", tag("span", esc(w.status), title=w.reason, class_="arena-reason"))
     s = w.stats
-    spread_note = "<br>" + tag("small", esc(f"{format_ms(s.p10_ms)}–{format_ms(s.p90_ms)}")) if spread else ""
-    return tag("td", _value(e, workload, best, format_ms) + spread_note, title=_stats_title(w))
+    # p10–p90 of fewer than MIN_SAMPLES_FOR_CI calls would be an interpolation between two or three
+    # values: the caveat that takes its place says how many there were.
+    spread_note = "<br>" + tag("small", esc(f"{format_ms(s.p10_ms)}–{format_ms(s.p90_ms)}")) if spread and not s.low_sample else ""
+    return tag("td", _value(e, workload, best, format_ms) + spread_note + caveat_lines(s), title=_stats_title(w))
 
 
 def _stats_title(w: WorkloadMetrics | None) -> str:
     if w is None or w.stats is None:
         return ""
     s = w.stats
+    calls = _count(s.n, "call") + (f" after {_count(len(w.warmup_ms), 'warm-up')}" if w.warmup_ms else "")
     problems = f"; problems: {'; '.join(w.problems)}" if w.problems else ""
-    return f"median {format_ms(s.median_ms)} over {s.n} calls, p10 {format_ms(s.p10_ms)}, p90 {format_ms(s.p90_ms)}, CV {s.cv:.1%}{problems}"
+    if s.low_sample:
+        values = ", ".join(format_ms(v) for v in s.samples_ms)
+        return f"median {format_ms(s.median_ms)} of {calls}: {values}; no confidence interval under {MIN_SAMPLES_FOR_CI} calls{problems}"
+    return (f"median {format_ms(s.median_ms)} over {calls}: 95 % CI of the median {format_ms(s.ci95_low_ms)}–{format_ms(s.ci95_high_ms)}, "
+            f"p10 {format_ms(s.p10_ms)}, p90 {format_ms(s.p90_ms)}, CV {s.cv:.1%}{problems}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("s" if n != 1 else "")
 
 
 def _prepare_title(e: Entry) -> str:

@@ -29,14 +29,15 @@ class Timing(Strict):
 
     `max_seconds` bounds the warm-up and timed calls of one workload for cells whose calls are so slow
     that the policy would not fit (MLX's single-threaded Linux CPU back-end on the SD UNet: ~9 min a
-    call): no further call starts if, at the last call's duration, it would end past the budget. At
-    least one call is always timed; the sample count is in the result (`stats.n`)."""
+    call): no further call starts if, at the last call's duration, it would end past the budget. One
+    warm-up call and one timed call always run; the sample count is in the result (`stats.n`), and a
+    median of fewer than 5 calls is shown as a low-sample figure, without an interval."""
 
-    warmup: int = Field(2, ge=0, description="untimed calls after the first (prepare) call")
+    warmup: int = Field(2, ge=1, description="untimed calls after the first (prepare) call; the first of them runs whatever the budget")
     min_reps: int = Field(5, ge=1, description="timed calls at least, budget permitting")
     min_seconds: float = Field(1.0, ge=0, description="timed seconds at least, budget permitting")
     max_reps: int = Field(200, ge=1, description="timed calls at most")
-    max_seconds: float = Field(600.0, gt=0, description="warm-up + timed seconds of one workload at most (at least one timed call)")
+    max_seconds: float = Field(600.0, gt=0, description="warm-up + timed seconds of one workload at most (at least one warm-up and one timed call)")
 
     @model_validator(mode="after")
     def _reps_ordered(self) -> Timing:

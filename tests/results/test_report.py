@@ -44,3 +44,13 @@ def test_results_from_several_machines_get_a_table_each_with_its_own_baseline():
         f"\nm (tiny) on {here.system.platform_id}", "\nm (tiny) on zz-other-machine"]
     (jax_row,) = [line for line in lines if line.startswith("jax")]
     assert "2.00" in jax_row, "jax is compared with torch on its own machine (80 / 40), not this one's"
+
+
+def test_a_low_sample_or_noisy_median_says_so():
+    lines: list[str] = []
+    steady = [20.0, 20.1, 19.9, 20.0, 20.2]
+    print_summary([result("torch", steady), result("mlx", [60.0]), result("jax", [10.0, 8.0, 12.0, 10.0, 10.0])], out=lines.append)
+    torch_row, jax_row, mlx_row = lines[3:6]
+    assert "20.0 ms " in torch_row and "(" not in torch_row, "five calls within 10 %: the median alone"
+    assert "10.0 ms (CV 14%)" in jax_row
+    assert "60.0 ms (single call)" in mlx_row

@@ -1,4 +1,4 @@
-"""Re-running keeps valid results, re-runs what changed (spec, code fingerprint), and force=true re-runs everything."""
+"""Re-running keeps valid results, re-runs what changed (spec, code fingerprint, result schema), and force=true re-runs everything."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from arena.results.schema import SCHEMA_VERSION
 from arena.results.store import load_result
 from arena.run import fingerprint
 from arena.run.orchestrate import still_valid
@@ -46,12 +47,14 @@ def test_rerun_resumes_and_respects_changes(run_matrix, specs_copy, tmp_path):
     assert changed[key].spec_hash != first[key].spec_hash
 
 
-def test_a_result_is_kept_only_with_the_current_fingerprint():
+def test_a_result_is_kept_only_with_the_current_fingerprint_and_schema():
     spec = load_specs()["smollm2-135m"]
     previous = load_result(FIXTURE)  # a final status, recorded before results had a fingerprint
     current = fingerprint.of({"code:arena/results/compare.py": "1" * 12, "tolerances": "2" * 12})
-    ours = previous.model_copy(update={"spec_hash": spec.spec_hash("full"), "fingerprint": current})
+    ours = previous.model_copy(update={"spec_hash": spec.spec_hash("full"), "fingerprint": current, "schema_version": SCHEMA_VERSION})
     assert still_valid(ours, spec, "full", previous.weights_hash, current)
     assert not still_valid(ours.model_copy(update={"fingerprint": None}), spec, "full", previous.weights_hash, current), "no fingerprint: re-run"
     moved = fingerprint.of(current.components | {"code:arena/results/compare.py": "3" * 12})
     assert not still_valid(ours, spec, "full", previous.weights_hash, moved)
+    older = ours.model_copy(update={"schema_version": SCHEMA_VERSION - 1})
+    assert not still_valid(older, spec, "full", previous.weights_hash, current), "v1 timed with no warm-up: re-run"

@@ -1,11 +1,16 @@
-"""The timing loop: the policy's repetitions when calls are cheap, and the time budget when they are not."""
+"""The timing loop: the policy's repetitions when calls are cheap, the time budget when they are not, and a
+memory sampler that runs beside the untimed calls only."""
 
 from __future__ import annotations
 
+import threading
 import time
 
+import psutil
+import pytest
+
 from arena.frameworks.contract import Step
-from arena.run.timing import measure
+from arena.run.timing import SAMPLER_THREAD, PeakRss, measure
 from arena.specs.schema import Timing
 
 
@@ -20,24 +25,48 @@ def sleeping_step(seconds: float, calls: list[float]) -> Step:
 
 def test_cheap_calls_follow_the_policy():
     calls: list[float] = []
-    samples, _, problems = measure(sleeping_step(0.001, calls), Timing(warmup=2, min_reps=5, min_seconds=0.0, max_reps=9, max_seconds=60), first_call_ms=1.0)
-    assert len(samples) == 5 and len(calls) == 2 + 5 and problems == []
-    assert all(s >= 1.0 for s in samples), "each sample is one whole call, in ms"
+    measured = measure(sleeping_step(0.001, calls), Timing(warmup=2, min_reps=5, min_seconds=0.0, max_reps=9, max_seconds=60), first_call_ms=1.0, memory=PeakRss())
+    assert len(measured.warmup_ms) == 2 and len(measured.samples_ms) == 5 and len(calls) == 2 + 5 and measured.problems == []
+    assert all(s >= 1.0 for s in measured.samples_ms + measured.warmup_ms), "each sample is one whole call, in ms"
 
 
 def test_min_seconds_adds_reps_up_to_max_reps():
     calls: list[float] = []
-    samples, _, _ = measure(sleeping_step(0.01, calls), Timing(warmup=0, min_reps=1, min_seconds=10.0, max_reps=4, max_seconds=60), first_call_ms=10.0)
-    assert len(samples) == 4
+    measured = measure(sleeping_step(0.01, calls), Timing(warmup=1, min_reps=1, min_seconds=10.0, max_reps=4, max_seconds=60), first_call_ms=10.0, memory=PeakRss())
+    assert len(measured.samples_ms) == 4
 
 
-def test_slow_calls_stop_at_the_budget_but_one_call_is_always_timed():
+def test_slow_calls_stop_at_the_budget_but_one_warmup_and_one_timed_call_always_run():
     calls: list[float] = []
     timing = Timing(warmup=2, min_reps=5, min_seconds=0.0, max_reps=10, max_seconds=0.5)
-    samples, _, _ = measure(sleeping_step(0.2, calls), timing, first_call_ms=200.0)
+    measured = measure(sleeping_step(0.2, calls), timing, first_call_ms=200.0, memory=PeakRss())
     # two warm-up calls fit (0.2 s, 0.4 s), a timed one always runs, the next would end at 0.8 s > 0.5 s
-    assert len(calls) == 3 and len(samples) == 1
+    assert len(measured.warmup_ms) == 2 and len(measured.samples_ms) == 1 and len(calls) == 3
 
     calls.clear()
-    samples, _, _ = measure(sleeping_step(0.2, calls), timing.model_copy(update={"max_seconds": 0.1}), first_call_ms=200.0)
-    assert len(calls) == 1 and len(samples) == 1, "no warm-up fits, the one timed call still runs"
+    measured = measure(sleeping_step(0.2, calls), timing.model_copy(update={"max_seconds": 0.1}), first_call_ms=200.0, memory=PeakRss())
+    # MLX's SD UNet cell: a call longer than the whole budget. The first call (the caller's, compilation
+    # included) is no warm-up, so one untimed call still separates it from the one timed call.
+    assert len(measured.warmup_ms) == 1 and len(measured.samples_ms) == 1 and len(calls) == 2
+    assert measured.warmup_ms[0] >= 200.0, "the warm-up call is recorded with its time"
+
+
+def test_memory_is_sampled_beside_the_warmups_and_read_after_each_timed_call():
+    sampler_ran: list[bool] = []
+    blocks: list[bytearray] = []
+
+    def run() -> None:
+        time.sleep(0.02)  # several 5 ms sampling intervals
+        sampler_ran.append(any(t.name == SAMPLER_THREAD for t in threading.enumerate()))
+        blocks.append(bytearray(b"x" * 32 * 2**20))  # each call keeps 32 MiB more, touched
+
+    memory = PeakRss()
+    measured = measure(Step(run=run, fetch=lambda value: {}), Timing(warmup=2, min_reps=3, min_seconds=0.0, max_reps=3), first_call_ms=20.0, memory=memory)
+    assert sampler_ran == [True, True, False, False, False], "no sampler thread beside a timed call"
+    assert len(measured.samples_ms) == 3
+    assert memory.peak >= psutil.Process().memory_info().rss - 2**20, "the last timed call's 32 MiB are read after it"
+
+
+def test_a_spec_cannot_ask_for_no_warmup():
+    with pytest.raises(ValueError, match="warmup"):
+        Timing(warmup=0)

@@ -11,6 +11,7 @@ import pytest
 
 from arena.errors import ArenaError
 from arena.run import fingerprint
+from arena.results.schema import SCHEMA_VERSION
 from arena.site.collect import Entry, load_entries, ranked
 from arena.specs import load_specs
 
@@ -103,7 +104,7 @@ def test_a_malformed_file_stops_the_build_naming_it(tmp_path):
     shutil.copytree(FIXTURES / "fixture-apple-m2", tmp_path / "fixture-apple-m2")
     bad = tmp_path / "fixture-apple-m2" / "smollm2-135m" / "full" / "torch-mps-fp32.json"
     bad.write_text(bad.read_text().replace('"status": "ok"', '"status": "fine"'))
-    with pytest.raises(ArenaError, match=rf"{bad}: not a result of schema v1: status"):
+    with pytest.raises(ArenaError, match=rf"{bad}: not a result of schema v{SCHEMA_VERSION}: status"):
         load_entries([tmp_path], load_specs())
     bad.write_text("{ truncated")
     with pytest.raises(ArenaError, match=str(bad)):

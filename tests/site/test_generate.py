@@ -9,6 +9,8 @@ import zipfile
 import pytest
 
 from arena.errors import ArenaError
+from arena.results.stats import summarize
+from arena.run import fingerprint
 from arena.site.build import GENERATED, generate, nav
 from arena.site.charts import log_scale, wide_range
 from arena.site.html import md
@@ -16,7 +18,7 @@ from arena.site.methodology import workload_meanings
 from arena.families import known_families
 from arena.specs import load_specs
 
-from tests.site.conftest import COMMITTED, EVIL, FIXTURE_FILES, FIXTURES
+from tests.site.conftest import COMMITTED, EVIL, FIXTURE_FILES, FIXTURES, current_fingerprint
 
 
 def read(docs, name: str) -> str:
@@ -151,3 +153,31 @@ def test_nav_titles_are_safe_slugs():
     text = nav(["smollm2-135m", "</title><script>alert(1)</script>"])
     assert '"smollm2-135m": "models/smollm2-135m.md"' in text
     assert "<" not in text and '"title-script-alert-1-script": "models/title-script-alert-1-script.md"' in text
+
+
+def test_a_low_sample_median_shows_its_count_instead_of_a_spread_and_a_noisy_one_is_flagged(tmp_path):
+    """One v2 result with 3 calls, one v1 result (interval still in the file) with 2 and one with a CV of 14 %."""
+    source = json.loads((FIXTURES / "fixture-x86-4c" / "smollm2-135m" / "full" / "torch-cpu-fp32.json").read_text())
+    cells = {
+        "torch": (2, summarize([180.0, 181.0, 182.0]).model_dump()),
+        "jax": (1, {**summarize([90.0, 91.0]).model_dump(exclude={"low_sample"}), "ci95_low_ms": 90.0, "ci95_high_ms": 91.0}),
+        "candle": (2, summarize([100.0, 80.0, 120.0, 100.0, 100.0]).model_dump()),
+    }
+    for framework, (version, stats) in cells.items():
+        result = {**source, "framework": framework, "schema_version": version}
+        result["metrics"] = {"prepare": source["metrics"]["prepare"], "inference": {**source["metrics"]["inference"], "stats": stats}}
+        result["correctness"] = {**source["correctness"], "verdict": "pass"} if framework != "torch" else source["correctness"]
+        result["fingerprint"] = current_fingerprint(result, load_specs(), fingerprint.Tree())  # current, so ranked
+        path = tmp_path / "results" / f"{framework}-cpu-fp32.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(result))
+    generate([tmp_path / "results"], tmp_path / "site")
+    page = (tmp_path / "site" / "models" / "smollm2-135m.md").read_text()
+    row = {fw: next(r for r in rows_of(page, "fixture-x86-4c") if f"<td>{fw}<br>" in r) for fw in cells}
+    assert "⚠ n=3, low sample" in row["torch"] and "181.8 ms" not in row["torch"], "no p10–p90 of three calls"
+    assert "no confidence interval under 5 calls" in row["torch"] and "95 % CI" not in row["torch"]
+    assert "⚠ n=2, low sample" in row["jax"] and "95 % CI" not in row["jax"], "a v1 file's interval of two calls is dropped"
+    assert "⚠ CV 14%" in row["candle"] and "<small>88.0 ms–112.0 ms</small>" in row["candle"] and "95 % CI of the median" in row["candle"]
+    assert "low sample" not in row["candle"]
+    board = (tmp_path / "site" / "index.md").read_text().split("### [smollm2-135m]")[1]
+    assert "⚠ n=2, low sample" in board and "⚠ n=3, low sample" in board and "⚠ CV 14%" in board
