@@ -20,7 +20,9 @@ Every `arena/families/<family>.py` exposes the same surface, so two families rea
     work_items(workloads, workload) -> tuple[float, str]
                  what one call processes, for throughput: (count, unit) e.g. (128, "tokens")
     OUTPUTS: dict[str, tuple[str, ...]]
-                 the output names each workload returns ("training" returns "loss" plus gradients)
+                 the output names each workload returns ("training" returns "loss" plus gradients);
+                 a `<...>` part stands for one output per module of that kind (resnet's
+                 `bn/<batchnorm>.running_mean`), which the family lists with a function of its own
 
 and optionally
 

@@ -13,7 +13,12 @@ Workloads (images are float32 NCHW with normalised-image statistics: N(0, 1) per
     training   mean cross-entropy of the logits against integer labels in [0, num_classes),
                forward + backward with train-mode BatchNorm (normalised with the batch's own mean and
                biased variance, as torch's F.batch_norm does). The images are drawn first, so the same rng
-               gives training the inference images.
+               gives training the inference images. Besides the loss and gradients it returns every
+               BatchNorm's running statistics after exactly one step from the loaded ones, as
+               `bn/<batchnorm>.running_mean` / `.running_var` (`running_stat_outputs`): torch moves them
+               with momentum 0.1 towards the batch mean and the *unbiased* batch variance, and a
+               framework that moves them otherwise computes a different model for every later eval
+               call. Every call, timed or not, computes that same first step.
 
 Deviations from torchvision (none in the forward computation):
     - `zero_init_residual` and `replace_stride_with_dilation` are not config fields: they are fixed to
@@ -41,7 +46,15 @@ from pydantic import Field, model_validator
 
 from arena.families.base import FamilyConfig, FamilyWorkloads, bias_uniform, cross_entropy, kaiming_uniform, norm_weight, normal, small_bias, with_repeats
 
-OUTPUTS = {"inference": ("logits",), "latency": ("logits",), "training": ("loss",)}
+# `<batchnorm>` stands for each BatchNorm's module name: one output per BatchNorm (`running_stat_outputs`).
+# num_batches_tracked is left out: with momentum 0.1 torch never reads it, and MLX, Candle and Burn
+# have no such counter, so they could only report a made-up number.
+RUNNING_STATS = ("running_mean", "running_var")
+OUTPUTS = {
+    "inference": ("logits",),
+    "latency": ("logits",),
+    "training": ("loss", "bn/<batchnorm>.running_mean", "bn/<batchnorm>.running_var"),
+}
 
 EXPANSION = {"basic": 1, "bottleneck": 4}  # BasicBlock.expansion, Bottleneck.expansion
 STEM_CHANNELS = 64  # ResNet.inplanes at the start
@@ -129,6 +142,12 @@ def parameter_shapes(config: Config) -> dict[str, tuple[int, ...]]:
     shapes["fc.weight"] = (config.num_classes, config.num_features)
     shapes["fc.bias"] = (config.num_classes,)
     return shapes
+
+
+def running_stat_outputs(config: Config) -> list[str]:
+    """The training workload's BatchNorm outputs, `bn/<official buffer name>`: e.g.
+    `bn/layer1.0.bn1.running_mean`, `bn/layer1.0.bn1.running_var`, for every BatchNorm."""
+    return [f"bn/{name}" for name in parameter_shapes(config) if name.endswith(RUNNING_STATS)]
 
 
 # --- generated BatchNorm running statistics ------------------------------------------------------------

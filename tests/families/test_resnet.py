@@ -151,16 +151,33 @@ def test_reference_loss_equals_torch_training_loss(tiny_model):
     assert R.reference_loss(TINY, TINY_WL, inputs, {"logits": logits}) == pytest.approx(loss, abs=1e-5)
 
 
-def test_training_gradients_are_the_same_every_call(tiny_model):
-    """Each training call updates the BN running statistics but not the weights, and train-mode BN
-    ignores the running statistics, so every timed call returns the first call's loss and gradients."""
+def test_every_training_call_computes_the_same_first_step(tiny_model):
+    """Each training call puts back the loaded BN running statistics before its step, so every call
+    (the first, the warm-ups, the timed ones) returns the same loss, gradients and statistics: those
+    of one step from the loaded weights (num_batches_tracked 0 -> 1, however many calls ran)."""
     step = impl.training(tiny_model, inputs_for("training"))
     first = step.fetch(step.run())
     second = step.fetch(step.run())
-    assert int(tiny_model.module.bn1.num_batches_tracked) == 2
-    assert first.keys() == second.keys() == {"loss"} | {f"grad/{n}" for n, _ in tiny_model.module.named_parameters()}
+    assert int(tiny_model.module.bn1.num_batches_tracked) == 1
+    grads = {f"grad/{n}" for n, _ in tiny_model.module.named_parameters()}
+    assert first.keys() == second.keys() == {"loss"} | grads | set(R.running_stat_outputs(TINY))
     for name in first:
         np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+
+
+def test_running_statistics_are_torchs_update_of_the_loaded_ones(tiny_weights, tiny_model):
+    """What the training step returns for a BN is 0.9 x loaded + 0.1 x the batch statistic of its
+    input, with the unbiased variance for running_var (BatchNorm2d's documented update, momentum 0.1);
+    checked on the stem BN, whose input is conv1(images), recomputed here."""
+    inputs = inputs_for("training")
+    step = impl.training(tiny_model, inputs)
+    step.run()  # a second call: the statistics must still be one step from the loaded ones
+    out = step.fetch(step.run())
+    with torch.no_grad():
+        x = tiny_model.module.conv1(torch.from_numpy(inputs["images"])).double()  # [batch, 64, H, W]
+    mean, var = x.mean(dim=(0, 2, 3)).numpy(), x.var(dim=(0, 2, 3), unbiased=True).numpy()
+    np.testing.assert_allclose(out["bn/bn1.running_mean"], 0.9 * tiny_weights["bn1.running_mean"] + 0.1 * mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["bn/bn1.running_var"], 0.9 * tiny_weights["bn1.running_var"] + 0.1 * var, rtol=1e-5, atol=1e-6)
 
 
 def test_each_step_uses_its_own_batchnorm_mode(tiny_weights, tiny_model):

@@ -1,9 +1,9 @@
 """A framework adapter that misbehaves on purpose, to test that the runner records each failure.
 
-Used as framework `tests.faults-<variant>`. The `perturb` and `nan` variants run a real implementation
-(PyTorch's; `perturb-<framework>` another framework's) with one weight scaled by 1.01 (the largest
-floating tensor, or $ARENA_TEST_PERTURB) or with NaN outputs, so they test the comparison, not a mock
-of it.
+Used as framework `tests.faults-<variant>`. The `perturb`, `nan` and `bn-momentum` variants run a real
+implementation (PyTorch's; `perturb-<framework>` another framework's) with one weight scaled by 1.01
+(the largest floating tensor, or $ARENA_TEST_PERTURB), with NaN outputs, or with BatchNorms that move
+their running statistics twice as far, so they test the comparison, not a mock of it.
 """
 
 from arena.frameworks import load_adapter
@@ -20,6 +20,7 @@ VARIANTS = {
     "trainerror": "the torch reference whose training step raises (inference and latency succeed)",
     "perturb": "torch reference with one weight scaled by 1.01",
     "nan": "torch reference whose inference outputs are NaN",
+    "bn-momentum": "torch reference whose BatchNorms move their running statistics with momentum 0.2, not 0.1",
     "perturb-jax": "the JAX implementation with one weight scaled by 1.01",
     "perturb-mlx": "the MLX implementation with one weight scaled by 1.01",
     "perturb-onnxruntime": "the ONNX Runtime path (export included) with one weight scaled by 1.01",
@@ -42,7 +43,7 @@ def _wrapped_unsupported() -> dict[str, str]:
 
 def wrapped_framework(variant: str) -> str:
     """The framework a variant runs: `perturb-jax` -> jax, everything else -> torch."""
-    return variant.partition("-")[2] or "torch"
+    return variant.removeprefix("perturb-") if variant.startswith("perturb-") else "torch"
 
 
 UNSUPPORTED = _wrapped_unsupported()

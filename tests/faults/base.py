@@ -30,7 +30,10 @@ def faulty(family: str):
             weights = dict(weights) | {name: weights[name] * np.float32(1.01)}
         # A private conversion folder: the cell's is keyed by the unperturbed weights' hash.
         wrapped_ctx = ctx.model_copy(update={"variant": "", "convert_dir": ""})
-        return build_model(impl.build, config, weights, wrapped_ctx, inputs), ctx.variant, impl
+        model = build_model(impl.build, config, weights, wrapped_ctx, inputs)
+        if ctx.variant == "bn-momentum":
+            set_batch_norm_momentum(model.module, 0.2)
+        return model, ctx.variant, impl
 
     def inference(model, inputs) -> Step:
         step = model[2].inference(model[0], inputs)
@@ -49,3 +52,15 @@ def faulty(family: str):
         return model[2].training(model[0], inputs)
 
     return build, inference, latency, training
+
+
+def set_batch_norm_momentum(module, momentum: float) -> None:
+    """Every BatchNorm of a torch module moves its running statistics by `momentum` (torch's is 0.1):
+    loss and gradients stay the same, only the statistics a training step leaves change."""
+    import torch
+
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        raise ValueError("bn-momentum: this model has no BatchNorm")
+    for m in norms:
+        m.momentum = momentum

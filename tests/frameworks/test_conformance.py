@@ -6,9 +6,20 @@ from __future__ import annotations
 
 import pytest
 
+from arena.families import resnet
+from arena.specs import load_specs
 from tests.conftest import SPEC_NAMES
 
 pytest.importorskip("torch")
+
+
+def training_output_checks(model: str) -> set[str]:
+    """The checks of training outputs besides the loss a training cell must have: ResNet's BatchNorm
+    running statistics, one check per buffer."""
+    spec = load_specs()[model]
+    if spec.family != "resnet":
+        return set()
+    return {f"training/{name}" for name in resnet.running_stat_outputs(spec.presets["tiny"].config)}
 
 
 @pytest.mark.slow
@@ -24,6 +35,7 @@ def test_compile_passes_and_a_perturbed_weight_fails(run_matrix, model):
         assert getattr(compiled.metrics, workload).problems == [], "no compilation inside the timed calls"
     checked = {c.name for c in compiled.correctness.checks}
     assert "training/grads" in checked and "training/loss" in checked
+    assert training_output_checks(model) <= checked
 
     assert perturbed.status == "ok", perturbed.reason
     assert perturbed.correctness.verdict == "fail", "a weight scaled by 1.01 must not pass"
@@ -55,6 +67,22 @@ def test_framework_passes_and_a_perturbed_weight_fails(run_matrix, model, framew
     cell = run_with_perturbed(run_matrix, model, framework, ("inference/", "latency/", "training/loss", "training/grads"))
     for workload in ("inference", "latency", "training"):
         assert getattr(cell.metrics, workload).problems == [], "no compilation inside the timed calls"
+    assert training_output_checks(model) <= {c.name for c in cell.correctness.checks}
+
+
+@pytest.mark.slow
+def test_resnet_with_a_wrong_batchnorm_momentum_fails(run_matrix):
+    """Loss and gradients of a train-mode step do not depend on BatchNorm's momentum; the running
+    statistics it leaves do. The reference with momentum 0.2 (torch's is 0.1) must fail, on them only."""
+    results = run_matrix(["resnet-50"], ["torch", "tests.faults-bn-momentum"])
+    cell = results["resnet-50:tests.faults-bn-momentum"]
+    assert cell.status == "ok", cell.reason
+    assert cell.correctness.verdict == "fail", "BatchNorm momentum 0.2 must not pass"
+    checks = {c.name: c.passed for c in cell.correctness.checks}
+    assert checks["training/loss"] and checks["training/grads"] and checks["inference/logits"]
+    failed = {name for name, passed in checks.items() if not passed}
+    assert failed <= training_output_checks("resnet-50"), failed
+    assert {name for name in training_output_checks("resnet-50") if name.endswith(".running_mean")} <= failed
 
 
 def runtime_cells() -> list[tuple[str, str]]:

@@ -88,18 +88,22 @@ def forward_step(fn: Callable[..., dict[str, jax.Array]], *args: Any, channels_f
     return Step(run=run, fetch=lambda out: {k: to_numpy(v, k in channels_first) for k, v in out.items()}, watch=cache_watch(jitted))
 
 
-def training_step(model: Model, loss_fn: Callable[..., jax.Array], *args: Any) -> Step:
-    """Forward + loss + backward as one jitted call: `loss_fn(params, *args)` -> scalar loss. Gradients
-    are taken w.r.t. `model.trainable` only, and come back under the official names."""
+def training_step(model: Model, loss_fn: Callable[..., Any], *args: Any, with_outputs: bool = False) -> Step:
+    """Forward + loss + backward as one jitted call: `loss_fn(params, *args)` -> scalar loss, or with
+    `with_outputs` (loss, {output name: array}), outputs computed in the same call (ResNet: its
+    BatchNorm statistics). Gradients are taken w.r.t. `model.trainable` only, and come back under the
+    official names."""
     trained = {n: model.params[n] for n in model.trainable}
     held = {n: a for n, a in model.params.items() if n not in trained}
-    value_and_grad = jax.jit(jax.value_and_grad(lambda t, h, *a: loss_fn(t | h, *a)))
+    with_aux = loss_fn if with_outputs else lambda *a: (loss_fn(*a), {})
+    value_and_grad = jax.jit(jax.value_and_grad(lambda t, h, *a: with_aux(t | h, *a), has_aux=True))
 
-    def run() -> tuple[jax.Array, Params]:
+    def run() -> tuple[tuple[jax.Array, Params], Params]:
         return jax.block_until_ready(value_and_grad(trained, held, *args))
 
-    def fetch(value: tuple[jax.Array, Params]) -> dict[str, np.ndarray]:
-        loss, grads = value
-        return {"loss": to_numpy(loss)} | grads_to_official({n: to_numpy(g) for n, g in grads.items()}, "spatial_first")
+    def fetch(value: tuple[tuple[jax.Array, Params], Params]) -> dict[str, np.ndarray]:
+        (loss, outputs), grads = value
+        grads = grads_to_official({n: to_numpy(g) for n, g in grads.items()}, "spatial_first")
+        return {"loss": to_numpy(loss)} | grads | {n: to_numpy(a) for n, a in outputs.items()}
 
     return Step(run=run, fetch=fetch, watch=cache_watch(value_and_grad))

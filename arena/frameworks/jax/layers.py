@@ -63,15 +63,21 @@ def group_norm(p: Params, name: str, x: jax.Array, groups: int, eps: float) -> j
     return normed * p[f"{name}.weight"] + p[f"{name}.bias"]
 
 
-def batch_norm(p: Params, name: str, x: jax.Array, training: bool, eps: float = 1e-5) -> jax.Array:
-    """nn.BatchNorm2d on NHWC: running statistics in eval mode; in train mode the batch's own mean and
-    biased variance (what F.batch_norm normalises with; the running-stat update is not an output)."""
-    if training:
+def batch_norm(p: Params, name: str, x: jax.Array, moved: Params | None, eps: float = 1e-5, momentum: float = 0.1) -> jax.Array:
+    """nn.BatchNorm2d on NHWC. `moved` None: eval mode (running statistics). A dict: train mode (the
+    batch's own mean and biased variance normalise), and `moved` receives the running statistics torch's
+    train step leaves, under their buffer names: the loaded ones moved by `momentum` towards the batch
+    mean and the *unbiased* batch variance. `p` is never changed, so every call moves the loaded ones."""
+    if moved is None:
+        mean, var = p[f"{name}.running_mean"], p[f"{name}.running_var"]
+    else:
         x32 = _upcast(x)
         mean = jnp.mean(x32, axis=(0, 1, 2))
         var = jnp.mean(jnp.square(x32 - mean), axis=(0, 1, 2))
-    else:
-        mean, var = p[f"{name}.running_mean"], p[f"{name}.running_var"]
+        count = x.size // x.shape[-1]  # values per channel
+        for stat, batch in (("running_mean", mean), ("running_var", var * count / (count - 1))):
+            loaded = p[f"{name}.{stat}"]
+            moved[f"{name}.{stat}"] = ((1 - momentum) * loaded + momentum * batch).astype(loaded.dtype)
     scale = p[f"{name}.weight"] * jax.lax.rsqrt(var + eps)
     shift = p[f"{name}.bias"] - mean * scale
     return x * scale.astype(x.dtype) + shift.astype(x.dtype)

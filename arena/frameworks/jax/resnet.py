@@ -7,10 +7,10 @@ Bottleneck's 3x3, downsample = 1x1 conv + BN when the shape changes), global ave
 BatchNorm (eps 1e-5) uses the running statistics for inference and latency and the batch's own mean and
 biased variance for training, as torch's eval and train modes do.
 
-Deviation: a training call does not update the BatchNorm running statistics (the parameters are
-immutable and the update is not an output), where a torch training call does. Losses and gradients are
-the same; only an inference run *after* training in the same process would differ, and the runner runs
-inference first.
+Training also returns the running statistics torch's train step leaves (`bn/<buffer name>`), computed
+functionally: the parameters are immutable, so every call moves the loaded statistics by one step and
+inference never sees them. `forward`'s `moved` is that switch: None for eval-mode BatchNorm, a dict
+for train mode, which every BatchNorm fills with its moved statistics while the forward is traced.
 """
 
 from __future__ import annotations
@@ -43,48 +43,48 @@ def max_pool(x: jax.Array) -> jax.Array:
 
 
 def conv_bn(
-    p: Params, conv_name: str, bn_name: str, x: jax.Array, training: bool, stride: int = 1, padding: int = 0, groups: int = 1
+    p: Params, conv_name: str, bn_name: str, x: jax.Array, moved: Params | None, stride: int = 1, padding: int = 0, groups: int = 1
 ) -> jax.Array:
     """A bias-free conv followed by its BatchNorm, the unit every torchvision ResNet layer is made of."""
-    return batch_norm(p, bn_name, conv(p, conv_name, x, stride, padding, groups), training)
+    return batch_norm(p, bn_name, conv(p, conv_name, x, stride, padding, groups), moved)
 
 
-def basic_block(p: Params, prefix: str, x: jax.Array, stride: int, training: bool) -> jax.Array:
+def basic_block(p: Params, prefix: str, x: jax.Array, stride: int, moved: Params | None) -> jax.Array:
     """BasicBlock: 3x3 (strided) -> BN -> ReLU -> 3x3 -> BN."""
-    out = jax.nn.relu(conv_bn(p, f"{prefix}.conv1", f"{prefix}.bn1", x, training, stride, padding=1))
-    return conv_bn(p, f"{prefix}.conv2", f"{prefix}.bn2", out, training, padding=1)
+    out = jax.nn.relu(conv_bn(p, f"{prefix}.conv1", f"{prefix}.bn1", x, moved, stride, padding=1))
+    return conv_bn(p, f"{prefix}.conv2", f"{prefix}.bn2", out, moved, padding=1)
 
 
-def bottleneck(p: Params, prefix: str, x: jax.Array, stride: int, groups: int, training: bool) -> jax.Array:
+def bottleneck(p: Params, prefix: str, x: jax.Array, stride: int, groups: int, moved: Params | None) -> jax.Array:
     """Bottleneck (v1.5): 1x1 -> BN -> ReLU -> 3x3 (strided, grouped) -> BN -> ReLU -> 1x1 -> BN."""
-    out = jax.nn.relu(conv_bn(p, f"{prefix}.conv1", f"{prefix}.bn1", x, training))
-    out = jax.nn.relu(conv_bn(p, f"{prefix}.conv2", f"{prefix}.bn2", out, training, stride, padding=1, groups=groups))
-    return conv_bn(p, f"{prefix}.conv3", f"{prefix}.bn3", out, training)
+    out = jax.nn.relu(conv_bn(p, f"{prefix}.conv1", f"{prefix}.bn1", x, moved))
+    out = jax.nn.relu(conv_bn(p, f"{prefix}.conv2", f"{prefix}.bn2", out, moved, stride, padding=1, groups=groups))
+    return conv_bn(p, f"{prefix}.conv3", f"{prefix}.bn3", out, moved)
 
 
-def block(p: Params, config: Config, prefix: str, x: jax.Array, stride: int, downsample: bool, training: bool) -> jax.Array:
+def block(p: Params, config: Config, prefix: str, x: jax.Array, stride: int, downsample: bool, moved: Params | None) -> jax.Array:
     """relu(residual branch + shortcut); the shortcut is a strided 1x1 conv + BN where the shape changes."""
     if config.block == "basic":
-        out = basic_block(p, prefix, x, stride, training)
+        out = basic_block(p, prefix, x, stride, moved)
     else:
-        out = bottleneck(p, prefix, x, stride, config.groups, training)
-    shortcut = conv_bn(p, f"{prefix}.downsample.0", f"{prefix}.downsample.1", x, training, stride) if downsample else x
+        out = bottleneck(p, prefix, x, stride, config.groups, moved)
+    shortcut = conv_bn(p, f"{prefix}.downsample.0", f"{prefix}.downsample.1", x, moved, stride) if downsample else x
     return jax.nn.relu(out + shortcut)
 
 
-def forward(p: Params, config: Config, images: jax.Array, training: bool) -> jax.Array:
+def forward(p: Params, config: Config, images: jax.Array, moved: Params | None) -> jax.Array:
     """Logits [batch, num_classes] of images [batch, H, W, 3]."""
-    x = jax.nn.relu(conv_bn(p, "conv1", "bn1", images, training, stride=2, padding=3))  # [B, H/2, W/2, 64]
+    x = jax.nn.relu(conv_bn(p, "conv1", "bn1", images, moved, stride=2, padding=3))  # [B, H/2, W/2, 64]
     x = max_pool(x)  # [B, H/4, W/4, 64]
     for prefix, _, _, stride, downsample in blocks(config):
-        x = block(p, config, prefix, x, stride, downsample, training)
+        x = block(p, config, prefix, x, stride, downsample, moved)
     x = jnp.mean(x, axis=(1, 2))  # AdaptiveAvgPool2d((1, 1)) + flatten: [B, num_features]
     return linear(p, "fc", x)
 
 
 def inference(model: Model, inputs: dict[str, np.ndarray]) -> Step:
     images = to_device(inputs, model.dtype, channels_last=["images"])["images"]  # [batch, H, W, 3]
-    return forward_step(lambda p, images: {"logits": forward(p, model.config, images, training=False)}, model.params, images)
+    return forward_step(lambda p, images: {"logits": forward(p, model.config, images, moved=None)}, model.params, images)
 
 
 def latency(model: Model, inputs: dict[str, np.ndarray]) -> Step:
@@ -93,10 +93,13 @@ def latency(model: Model, inputs: dict[str, np.ndarray]) -> Step:
 
 
 def training(model: Model, inputs: dict[str, np.ndarray]) -> Step:
-    """Mean cross-entropy on integer labels, train-mode BatchNorm (batch statistics)."""
+    """Mean cross-entropy on integer labels, train-mode BatchNorm (batch statistics); the moved running
+    statistics come back as `bn/<buffer name>`."""
     tensors = to_device(inputs, model.dtype, channels_last=["images"])
 
-    def loss(p: Params, images: jax.Array, labels: jax.Array) -> jax.Array:
-        return cross_entropy(forward(p, model.config, images, training=True), labels)
+    def loss(p: Params, images: jax.Array, labels: jax.Array) -> tuple[jax.Array, Params]:
+        moved: Params = {}
+        logits = forward(p, model.config, images, moved)
+        return cross_entropy(logits, labels), {f"bn/{name}": stat for name, stat in moved.items()}
 
-    return training_step(model, loss, tensors["images"], tensors["labels"])
+    return training_step(model, loss, tensors["images"], tensors["labels"], with_outputs=True)

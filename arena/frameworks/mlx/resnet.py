@@ -6,8 +6,10 @@ Follows torchvision `torchvision/models/resnet.py`: conv1 7x7/2 (no bias), bn1, 
 the shape changes, kept as a plain list so its names are `downsample.0` / `downsample.1`), global
 average pool, fc. `nn.BatchNorm` (eps 1e-5, momentum 0.1) matches BatchNorm2d: running statistics in
 eval mode; in train mode the batch mean and biased variance normalise, and the running statistics are
-updated with the unbiased variance, as torch does. MLX convolutions are channels-last: images arrive
-NHWC (`to_device(channels_last=...)`), and the logits have no spatial axes.
+updated with the unbiased variance, as torch does (mlx 0.32 `nn/layers/normalization.py`, ddof=1). A
+training call returns them, and each call first puts back the loaded ones, as the torch reference
+does. MLX convolutions are channels-last: images arrive NHWC (`to_device(channels_last=...)`), and the
+logits have no spatial axes.
 
 Deviation: MLX's BatchNorm has no `num_batches_tracked` counter (it only matters for momentum=None), so
 that buffer is not loaded.
@@ -19,9 +21,11 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from arena.families.resnet import STEM_CHANNELS, Config, blocks
+from mlx.utils import tree_flatten, tree_unflatten
+
+from arena.families.resnet import RUNNING_STATS, STEM_CHANNELS, Config, blocks
 from arena.frameworks.contract import BuildContext, Step
-from arena.frameworks.mlx.common import forward_step, load, to_device, training_step
+from arena.frameworks.mlx.common import forward_step, load, to_device, to_numpy, training_step
 from arena.frameworks.mlx.layers import cross_entropy
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
@@ -127,12 +131,30 @@ def latency(model: ResNet, inputs: dict[str, np.ndarray]) -> Step:
     return inference(model, inputs)
 
 
+def running_stats(model: ResNet) -> dict[str, mx.array]:
+    """Every BatchNorm's running_mean and running_var, by official buffer name."""
+    return {name: a for name, a in tree_flatten(model.parameters()) if name.endswith(RUNNING_STATS)}
+
+
 def training(model: ResNet, inputs: dict[str, np.ndarray]) -> Step:
     """Mean cross-entropy on integer labels, train-mode BatchNorm (batch statistics; training_step puts
-    the module in train mode and carries the running-statistics update as compiled state)."""
+    the module in train mode and carries the running-statistics update as compiled state); the running
+    statistics after the step come back as `bn/<buffer name>`."""
     tensors = to_device(inputs, model.ctx, channels_last=["images"])
 
     def loss(images: mx.array, labels: mx.array) -> mx.array:
         return cross_entropy(model(images), labels)
 
-    return training_step(model, loss, tensors["images"], tensors["labels"])
+    step = training_step(model, loss, tensors["images"], tensors["labels"])
+    loaded = tree_unflatten(list(running_stats(model).items()))
+
+    def run():
+        # MLX arrays are immutable: this rebinds ~2 arrays per BatchNorm, no copy. Every call then
+        # moves the loaded statistics by exactly one step.
+        model.update(loaded)
+        return step.run()
+
+    def fetch(value) -> dict[str, np.ndarray]:
+        return step.fetch(value) | {f"bn/{name}": to_numpy(a) for name, a in running_stats(model).items()}
+
+    return Step(run=run, fetch=fetch)

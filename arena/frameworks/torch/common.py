@@ -87,8 +87,12 @@ def forward_step(fn: Callable[[], dict[str, torch.Tensor]], device: torch.device
     return Step(run=run, fetch=lambda out: {k: to_numpy(v) for k, v in out.items()}, watch=compile_watch(ctx))
 
 
-def training_step(module: torch.nn.Module, loss_fn: Callable[[], torch.Tensor], device: torch.device, ctx: BuildContext) -> Step:
-    """Forward + loss + backward as one unit; gradients come back under the official parameter names."""
+def training_step(
+    module: torch.nn.Module, loss_fn: Callable[[], torch.Tensor], device: torch.device, ctx: BuildContext,
+    outputs: Callable[[], dict[str, torch.Tensor]] = lambda: {},
+) -> Step:
+    """Forward + loss + backward as one unit; gradients come back under the official parameter names,
+    with what `outputs` reads from the module after the last call (ResNet: its BatchNorm statistics)."""
     params = dict(module.named_parameters())
 
     def run():
@@ -104,7 +108,7 @@ def training_step(module: torch.nn.Module, loss_fn: Callable[[], torch.Tensor], 
         missing = [name for name, p in params.items() if p.requires_grad and p.grad is None]
         if missing:
             raise RuntimeError(f"no gradient reached {len(missing)} parameters, e.g. {missing[:3]}")
-        return {"loss": to_numpy(loss)} | grads
+        return {"loss": to_numpy(loss)} | grads | {name: to_numpy(t) for name, t in outputs().items()}
 
     return Step(run=run, fetch=fetch, watch=compile_watch(ctx))
 

@@ -95,7 +95,7 @@ pub fn host(data: TensorData) -> Result<HostArray> {
 
 /// A computed output, kept flat with its shape until `fetch` (outputs of different ranks in one list).
 pub struct Output {
-    name: &'static str,
+    name: String,
     shape: Vec<usize>,
     flat: Tensor<1>,
 }
@@ -105,12 +105,13 @@ pub enum Last {
     Empty,
     /// The workload's outputs under the family's OUTPUTS names.
     Outputs(Vec<Output>),
-    /// The loss value and the gradients (the loss tensor is not kept: it would hold its graph).
-    Training { loss: f32, grads: Gradients },
+    /// The loss value and the gradients (the loss tensor is not kept: it would hold its graph), and
+    /// what the call computed besides (ResNet: its BatchNorm running statistics).
+    Training { loss: f32, grads: Gradients, outputs: Vec<Output> },
 }
 
 impl Last {
-    pub fn output<const D: usize>(name: &'static str, tensor: Tensor<D>) -> Last {
+    pub fn output<const D: usize>(name: &str, tensor: Tensor<D>) -> Last {
         Last::outputs(vec![output(name, tensor)])
     }
 
@@ -124,11 +125,19 @@ impl Last {
 
     /// Backward from a scalar loss; returns once the gradients are computed.
     pub fn from_loss(loss: Tensor<1>) -> Last {
+        Last::from_loss_with_outputs(loss, Vec::new())
+    }
+
+    /// Backward from a scalar loss, with other `outputs` of the same call; returns once all are computed.
+    pub fn from_loss_with_outputs(loss: Tensor<1>, outputs: Vec<Output>) -> Last {
         let grads = loss.backward();
         let device = loss.device();
         let loss = loss.into_scalar::<f32>();
         device.sync().expect("the device finishes the backward pass");
-        Last::Training { loss, grads }
+        for out in &outputs {
+            settle(&out.flat);
+        }
+        Last::Training { loss, grads, outputs }
     }
 
     /// The outputs as f32 host arrays; for training "loss" and `grad/<official name>` of every
@@ -136,25 +145,31 @@ impl Last {
     pub fn fetch<M: Module>(&self, loaded: &Loaded<M>) -> Result<Arrays> {
         match self {
             Last::Empty => Err(arena_common::Error("fetch before run".into())),
-            Last::Outputs(outputs) => outputs
-                .iter()
-                .map(|out| {
-                    let flat = host(out.flat.clone().into_data())?;
-                    Ok((out.name.to_string(), HostArray { shape: out.shape.clone(), data: flat.data }))
-                })
-                .collect(),
-            Last::Training { loss, grads } => {
+            Last::Outputs(outputs) => to_host(outputs),
+            Last::Training { loss, grads, outputs } => {
                 let mut arrays = loaded.gradients(grads)?;
                 arrays.insert("loss".into(), HostArray::f32(vec![], vec![*loss])?);
+                arrays.extend(to_host(outputs)?);
                 Ok(arrays)
             }
         }
     }
 }
 
-pub fn output<const D: usize>(name: &'static str, tensor: Tensor<D>) -> Output {
+pub fn output<const D: usize>(name: &str, tensor: Tensor<D>) -> Output {
     let shape = tensor.dims().to_vec();
-    Output { name, shape, flat: tensor.flatten::<1>(0, D - 1) }
+    Output { name: name.to_string(), shape, flat: tensor.flatten::<1>(0, D - 1) }
+}
+
+/// Outputs as f32 host arrays by name, in their own shapes.
+fn to_host(outputs: &[Output]) -> Result<Arrays> {
+    outputs
+        .iter()
+        .map(|out| {
+            let flat = host(out.flat.clone().into_data())?;
+            Ok((out.name.clone(), HostArray { shape: out.shape.clone(), data: flat.data }))
+        })
+        .collect()
 }
 
 /// Wait until `tensor` is computed: wait for the device, then read one element back (burn-flex runs

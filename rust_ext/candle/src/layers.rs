@@ -96,8 +96,9 @@ pub enum Last {
     /// The workload's outputs under the family's OUTPUTS names.
     Outputs(Vec<(&'static str, Tensor)>),
     /// The loss, detached (a kept loss would hold its whole graph, every activation, into the next
-    /// call), and the gradients.
-    Training { loss: Tensor, grads: GradStore },
+    /// call), the gradients, and what the call computed besides (ResNet: its BatchNorm running
+    /// statistics, computed from detached tensors).
+    Training { loss: Tensor, grads: GradStore, outputs: Vec<(String, Tensor)> },
 }
 
 impl Last {
@@ -107,22 +108,32 @@ impl Last {
 
     /// Backward from a scalar loss.
     pub fn from_loss(loss: Tensor) -> Result<Last> {
+        Last::from_loss_with_outputs(loss, Vec::new())
+    }
+
+    /// Backward from a scalar loss, with other `outputs` of the same call.
+    pub fn from_loss_with_outputs(loss: Tensor, outputs: Vec<(String, Tensor)>) -> Result<Last> {
         let grads = loss.backward()?;
-        Ok(Last::Training { loss: loss.detach(), grads })
+        Ok(Last::Training { loss: loss.detach(), grads, outputs })
     }
 
     /// The outputs as f32 host arrays; for training "loss" and `grad/<name>` of every parameter but `frozen`.
     pub fn fetch(&self, params: &Params, frozen: &[&str]) -> Result<Arrays> {
         match self {
             Last::Empty => candle_core::bail!("fetch before run"),
-            Last::Outputs(named) => named.iter().map(|(name, t)| Ok((name.to_string(), to_host(t)?))).collect(),
-            Last::Training { loss, grads } => {
+            Last::Outputs(named) => named_to_host(named),
+            Last::Training { loss, grads, outputs } => {
                 let mut out = params.gradients(grads, frozen)?;
                 out.insert("loss".into(), to_host(&loss.reshape(())?)?);
+                out.extend(named_to_host(outputs)?);
                 Ok(out)
             }
         }
     }
+}
+
+fn named_to_host<N: AsRef<str>>(named: &[(N, Tensor)]) -> Result<Arrays> {
+    named.iter().map(|(name, t)| Ok((name.as_ref().to_string(), to_host(t)?))).collect()
 }
 
 /// A host array as a tensor (float32 stays F32, int64 stays I64), moving the data (no copy on the CPU).

@@ -7,7 +7,10 @@
 //! inference / latency: eval-mode BatchNorm (running statistics, eps 1e-5), logits [batch, classes].
 //! training: train-mode BatchNorm (the batch's own mean and biased variance), mean cross-entropy against
 //! `labels`, forward + backward; the BatchNorm buffers are not trainable and get no gradient (the JAX
-//! version's `frozen`), and, as there, a training call does not update the running statistics.
+//! version's `frozen`). It also returns the running statistics torch's train step leaves
+//! (`bn/<buffer name>`: momentum 0.1 from the loaded ones towards the batch mean and the unbiased batch
+//! variance), computed, not stored: the parameters never change, so every call, timed or not, moves
+//! the loaded statistics by one step, and inference never sees them.
 //!
 //! Candle specifics:
 //! - Infer runs NCHW on candle's own kernels (conv2d = im2col + gemm, max_pool2d).
@@ -32,6 +35,7 @@ use crate::{native_error, Family, Native};
 const STEM_CHANNELS: usize = 64;
 const STAGE_PLANES: [usize; 4] = [64, 128, 256, 512];
 const BN_EPS: f64 = 1e-5;
+const BN_MOMENTUM: f64 = 0.1;
 /// The BatchNorm buffers: torch neither trains them nor reports a gradient for them.
 const BUFFERS: [&str; 3] = ["running_mean", "running_var", "num_batches_tracked"];
 
@@ -195,6 +199,9 @@ fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize, groups: us
     y.reshape((o, b, ho, wo))
 }
 
+/// The running statistics a train-mode forward's BatchNorms leave, as (output name, tensor).
+type Moved = Vec<(String, Tensor)>;
+
 enum State {
     Empty,
     Classify { images: Tensor },
@@ -215,8 +222,9 @@ impl Resnet {
     }
 
     /// nn.BatchNorm2d. Infer: x NCHW, eval mode (running statistics). Train: x channel-major
-    /// [c, b, h, w], train mode (the batch's mean and biased variance over b, h, w).
-    fn batch_norm(&self, name: &str, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    /// [c, b, h, w], train mode (the batch's mean and biased variance over b, h, w), and the running
+    /// statistics moved from the loaded ones onto `moved` (torch's update: the unbiased variance).
+    fn batch_norm(&self, name: &str, x: &Tensor, mode: Mode, moved: &mut Moved) -> Result<Tensor> {
         let p = |tensor: &str| self.p(&format!("{name}.{tensor}"), mode);
         match mode {
             Mode::Infer => {
@@ -230,8 +238,14 @@ impl Resnet {
                 let (c, b, h, w) = x.dims4()?;
                 let n = (b * h * w) as f64;
                 let x = x.reshape((c, b * h * w))?;
-                let centered = x.broadcast_sub(&(x.sum_keepdim(1)? / n)?)?;
+                let mean = (x.sum_keepdim(1)? / n)?;
+                let centered = x.broadcast_sub(&mean)?;
                 let var = (centered.sqr()?.sum_keepdim(1)? / n)?;
+                for (stat, batch) in [("running_mean", mean.detach()), ("running_var", (var.detach() * (n / (n - 1.0)))?)] {
+                    let loaded = self.p(&format!("{name}.{stat}"), Mode::Infer)?;
+                    let step = ((loaded * (1.0 - BN_MOMENTUM))? + (batch.reshape(c)? * BN_MOMENTUM)?)?;
+                    moved.push((format!("bn/{name}.{stat}"), step));
+                }
                 let scale = p("weight")?.reshape((c, 1))?.mul(&(var + BN_EPS)?.sqrt()?.recip()?)?;
                 centered.broadcast_mul(&scale)?.broadcast_add(&p("bias")?.reshape((c, 1))?)?.reshape((c, b, h, w))
             }
@@ -240,40 +254,41 @@ impl Resnet {
 
     /// A bias-free conv followed by its BatchNorm.
     #[allow(clippy::too_many_arguments)]
-    fn conv_bn(&self, conv: &str, bn: &str, x: &Tensor, stride: usize, padding: usize, groups: usize, mode: Mode) -> Result<Tensor> {
+    fn conv_bn(&self, conv: &str, bn: &str, x: &Tensor, stride: usize, padding: usize, groups: usize, mode: Mode, moved: &mut Moved) -> Result<Tensor> {
         let y = conv2d(x, &self.p(&format!("{conv}.weight"), mode)?, stride, padding, groups, mode)?;
-        self.batch_norm(bn, &y, mode)
+        self.batch_norm(bn, &y, mode, moved)
     }
 
     /// relu(residual branch + shortcut).
-    fn block(&self, b: &Block, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn block(&self, b: &Block, x: &Tensor, mode: Mode, moved: &mut Moved) -> Result<Tensor> {
         let p = &b.prefix;
         let out = if self.cfg.block == "basic" {
-            let out = self.conv_bn(&format!("{p}.conv1"), &format!("{p}.bn1"), x, b.stride, 1, 1, mode)?.relu()?;
-            self.conv_bn(&format!("{p}.conv2"), &format!("{p}.bn2"), &out, 1, 1, 1, mode)?
+            let out = self.conv_bn(&format!("{p}.conv1"), &format!("{p}.bn1"), x, b.stride, 1, 1, mode, moved)?.relu()?;
+            self.conv_bn(&format!("{p}.conv2"), &format!("{p}.bn2"), &out, 1, 1, 1, mode, moved)?
         } else {
-            let out = self.conv_bn(&format!("{p}.conv1"), &format!("{p}.bn1"), x, 1, 0, 1, mode)?.relu()?;
-            let out = self.conv_bn(&format!("{p}.conv2"), &format!("{p}.bn2"), &out, b.stride, 1, self.cfg.groups, mode)?.relu()?;
-            self.conv_bn(&format!("{p}.conv3"), &format!("{p}.bn3"), &out, 1, 0, 1, mode)?
+            let out = self.conv_bn(&format!("{p}.conv1"), &format!("{p}.bn1"), x, 1, 0, 1, mode, moved)?.relu()?;
+            let out = self.conv_bn(&format!("{p}.conv2"), &format!("{p}.bn2"), &out, b.stride, 1, self.cfg.groups, mode, moved)?.relu()?;
+            self.conv_bn(&format!("{p}.conv3"), &format!("{p}.bn3"), &out, 1, 0, 1, mode, moved)?
         };
         let shortcut = if b.downsample {
-            self.conv_bn(&format!("{p}.downsample.0"), &format!("{p}.downsample.1"), x, b.stride, 0, 1, mode)?
+            self.conv_bn(&format!("{p}.downsample.0"), &format!("{p}.downsample.1"), x, b.stride, 0, 1, mode, moved)?
         } else {
             x.clone()
         };
         (out + shortcut)?.relu()
     }
 
-    /// Logits [batch, num_classes] of images [batch, 3, H, W] (Train: channel-major inside).
-    fn forward(&self, images: &Tensor, mode: Mode) -> Result<Tensor> {
+    /// Logits [batch, num_classes] of images [batch, 3, H, W] (Train: channel-major inside, and every
+    /// BatchNorm's moved statistics onto `moved`; Infer leaves it empty).
+    fn forward(&self, images: &Tensor, mode: Mode, moved: &mut Moved) -> Result<Tensor> {
         let images = match mode {
             Mode::Infer => images.clone(),
             Mode::Train => images.transpose(0, 1)?.contiguous()?,
         };
-        let x = self.conv_bn("conv1", "bn1", &images, 2, 3, 1, mode)?.relu()?;
+        let x = self.conv_bn("conv1", "bn1", &images, 2, 3, 1, mode, moved)?.relu()?;
         let mut x = max_pool_3x3_s2(&x, mode)?;
         for b in blocks(&self.cfg) {
-            x = self.block(&b, &x, mode)?;
+            x = self.block(&b, &x, mode, moved)?;
         }
         let x = x.mean((2, 3))?; // AdaptiveAvgPool2d((1, 1)) + flatten
         let x = match mode {
@@ -299,10 +314,11 @@ impl Family for Resnet {
     fn run(&mut self) -> Result<Last> {
         Ok(match &self.state {
             State::Empty => candle_core::bail!("run before setup"),
-            State::Classify { images } => Last::output("logits", self.forward(images, Mode::Infer)?),
+            State::Classify { images } => Last::output("logits", self.forward(images, Mode::Infer, &mut Moved::new())?),
             State::Training { images, labels } => {
-                let loss = layers::cross_entropy(&self.forward(images, Mode::Train)?, labels)?;
-                Last::from_loss(loss)?
+                let mut moved = Moved::new();
+                let loss = layers::cross_entropy(&self.forward(images, Mode::Train, &mut moved)?, labels)?;
+                Last::from_loss_with_outputs(loss, moved)?
             }
         })
     }
@@ -359,6 +375,28 @@ mod tests {
                 close(g_ours.get(v.as_tensor()).unwrap(), g_candle.get(v.as_tensor()).unwrap(), 1e-3);
             }
         }
+    }
+
+    #[test]
+    fn a_train_mode_batch_norm_moves_torchs_running_statistics() {
+        // torch: bn = nn.BatchNorm2d(1); bn(torch.tensor([2., 6.]).view(2, 1, 1, 1))
+        //   -> running_mean 0.4 (0.9 * 0 + 0.1 * 4), running_var 1.7 (0.9 * 1 + 0.1 * 8, the unbiased variance)
+        let dev = Device::Cpu;
+        let cfg: Config = config::parse("resnet", r#"{"block": "basic", "layers": [1, 1, 1, 1], "num_classes": 10, "groups": 1, "width_per_group": 64}"#).unwrap();
+        let one = |v: f32| arena_common::HostArray::f32(vec![1], vec![v]).unwrap();
+        let weights = [("bn.weight", one(1.0)), ("bn.bias", one(0.0)), ("bn.running_mean", one(0.0)), ("bn.running_var", one(1.0))];
+        let expected: Vec<(String, Vec<usize>)> = weights.iter().map(|(n, _)| (n.to_string(), vec![1])).collect();
+        let params = Params::load(weights.into_iter().map(|(n, a)| (n.to_string(), a)).collect(), &expected, &dev).unwrap();
+        let resnet = Resnet { cfg, params, frozen: Vec::new(), state: State::Empty };
+        let x = Tensor::new(&[2f32, 6.0], &dev).unwrap().reshape((1, 2, 1, 1)).unwrap(); // channel-major [c, b, h, w]
+        let mut moved = Moved::new();
+        let y = resnet.batch_norm("bn", &x, Mode::Train, &mut moved).unwrap();
+        close(&y, &Tensor::new(&[-1f32, 1.0], &dev).unwrap().reshape((1, 2, 1, 1)).unwrap(), 1e-5);
+        let names: Vec<&str> = moved.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["bn/bn.running_mean", "bn/bn.running_var"]);
+        close(&moved[0].1, &Tensor::new(&[0.4f32], &dev).unwrap(), 1e-6);
+        close(&moved[1].1, &Tensor::new(&[1.7f32], &dev).unwrap(), 1e-6);
+        close(&resnet.p("bn.running_var", Mode::Infer).unwrap(), &Tensor::new(&[1f32], &dev).unwrap(), 0.0);
     }
 
     #[test]
