@@ -28,23 +28,23 @@ VARIANTS = {
 }
 
 
-def _wrapped_unsupported() -> dict[str, str]:
-    """What each wrapped framework declares unsupported, for its perturb variant only (adapter packages
-    import no framework, so this costs nothing)."""
+def wrapped_unsupported(variants) -> dict[str, str]:
+    """What each variant's wrapped framework declares unsupported, keyed for that variant only (adapter
+    packages import no framework, so this costs nothing)."""
     declared = {}
-    for variant in VARIANTS:
-        if variant.startswith("perturb-"):
-            adapter, _ = load_adapter(wrapped_framework(variant))
-            declared |= {f"{variant}:{key}": reason for key, reason in adapter.UNSUPPORTED.items()}
+    for variant in variants:
+        adapter, _ = load_adapter(wrapped_framework(variant))
+        declared |= {f"{variant}:{key}": reason for key, reason in adapter.UNSUPPORTED.items()}
     return declared
 
 
 def wrapped_framework(variant: str) -> str:
-    """The framework a variant runs: `perturb-jax` -> jax, everything else -> torch."""
+    """The framework a variant runs, named after its first dash: `perturb-jax` -> jax, `tanh_gelu-torch`
+    (tests.bugs) -> torch; a variant without one -> torch."""
     return variant.partition("-")[2] or "torch"
 
 
-UNSUPPORTED = _wrapped_unsupported()
+UNSUPPORTED = wrapped_unsupported(v for v in VARIANTS if v.startswith("perturb-"))
 
 
 def process_env(ctx: BuildContext) -> dict[str, str]:
