@@ -18,12 +18,14 @@ file in processes that run no framework. The patches import it when a cell's chi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-FAMILIES = ("llama", "whisper", "resnet", "unet2d_condition", "vla_expert")
+from arena.families import known_families
+
+FAMILIES = tuple(known_families())
 # A bug of the forward computation moves outputs, the loss or the gradients (at tiny sizes attention is
 # nearly uniform, so a changed score scale may show in the gradients alone): any check may catch it.
 FORWARD = ("inference/", "latency/", "training/")
@@ -290,7 +292,7 @@ BUGS = {bug.name: bug for bug in [
         **{family: Injection(process=patch_sdpa(scaled_sdpa(1.05))) for family in ("llama", "whisper", "unet2d_condition")},
         "vla_expert": Injection(process=patch_vla("eager_attention", scaled_eager(1.05))),
     }),
-    Bug("no_causal_mask", "the causal mask of the decoder's self-attention is missing", FORWARD, {
+    Bug("no_causal_mask", "self-attention without its causal mask (the decoder's; the action chunk's)", FORWARD, {
         "llama": Injection(process=patch_sdpa(unmasked_sdpa)),
         "whisper": Injection(process=patch_sdpa(unmasked_sdpa)),
         "vla_expert": Injection(process=patch_vla("suffix_mask_and_positions", everything_visible)),
