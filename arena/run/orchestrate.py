@@ -117,11 +117,12 @@ def keeps(run: Run, cell: Cell, previous: Result | None, weights_file: weights.W
     return still_valid(previous, run.specs[cell.model], cell.preset, weights_file.weights_hash, code_fingerprint(run, cell))
 
 
-def measure_and_judge(run: Run, cell: Cell, weights_file: weights.WeightsFile, system: System) -> Result:
-    """A cell's child process, then its verdict, both on the machine that runs the cell."""
+def measure_and_judge(run: Run, cell: Cell, weights_file: weights.WeightsFile, system: System, mode: str = "measure") -> Result:
+    """A cell's child process, then its verdict, both on the machine that runs the cell. Mode `reference`
+    makes one call per workload and times nothing: a verdict alone (tests/bugs judges injected bugs so)."""
     spec = run.specs[cell.model]
-    result = run_cell(run, cell, spec, weights_file, system, mode="measure")
-    result.correctness = judge(run, cell, spec, weights_file, system, result)
+    result = run_cell(run, cell, spec, weights_file, system, mode=mode)
+    result.correctness = judge(run, cell, spec, weights_file, system, result, mode)
     result.fingerprint = code_fingerprint(run, cell)
     return result
 
@@ -194,8 +195,8 @@ def unfinished_result(run: Run, cell: Cell, spec: ModelSpec, weights_file: weigh
                   weights_source=weights_file.source, system=system)
 
 
-def judge(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, result: Result) -> Correctness:
-    artifact = cell_file(run, cell, system, "measure", ".npz")
+def judge(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, result: Result, mode: str = "measure") -> Correctness:
+    artifact = cell_file(run, cell, system, mode, ".npz")
     if result.status not in ("ok", "error") or not artifact.exists():
         return Correctness(verdict="n/a", reason=f"cell status {result.status}")
     candidate = dict(np.load(artifact))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from arena.errors import ArenaError
+from arena.results import catch
 from arena.site import accessibility, charts, downloads, home, methodology, model
 from arena.site.collect import Entry, load_entries
 from arena.site.html import slug
@@ -39,7 +40,7 @@ def generate(results_dirs: Sequence[Path], docs_dir: Path, specs_dir: Path = DEF
         "index.md": home.page(entries, models, colors),
         **{f"models/{slug(m)}.md": model.page(m, specs.get(m), [e for e in entries if e.result.model == m], colors) for m in models},
         "accessibility.md": accessibility.page(entries, models),
-        "methodology.md": methodology.page(list(specs.values()), entries),
+        "methodology.md": methodology.page(list(specs.values()), entries, catch.read(docs_dir / catch.FILE)),
         "downloads.md": downloads.page(entries),
         "nav.yml": nav(models),
     }

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from arena.errors import ArenaError
 from arena.families import load_family
 from arena.families.base import WORKLOADS
+from arena.results.catch import INJECTED, CatchRow, CatchTable, checks_summary
 from arena.site.collect import Entry, group_title
 from arena.site.html import block, esc, md, slug, table, tag
 from arena.specs import ModelSpec
@@ -23,14 +24,40 @@ PROSE = "partials/methodology.md"  # hand-written, included by pymdownx.snippets
 _ENTRY = re.compile(r"^ {4}(inference|latency|training) {2,}(.+(?:\n {6,}\S.*)*)", re.M)
 
 
-def page(specs: Sequence[ModelSpec], entries: Sequence[Entry]) -> str:
+def page(specs: Sequence[ModelSpec], entries: Sequence[Entry], catches: CatchTable | None = None) -> str:
     lines = ["# Methodology", "", f'--8<-- "{PROSE}"', "", "## Threads per machine {#threads}", ""]
     threads = sorted({(group_title(e.group), e.result.threads) for e in entries if e.result.status == "ok"})
     rows = [tag("tr", tag("td", esc(g)) + tag("td", str(t))) for g, t in threads]
     lines += [block(table(("platform", "threads per cell"), rows), class_="arena-table") if rows else "No measured result yet.", ""]
+    lines += catch_section(catches)
     for spec in specs:
         lines += model_section(spec)
     return "\n".join(lines)
+
+
+def catch_section(catches: CatchTable | None) -> list[str]:
+    """What the verdict is proven to catch: realistic bugs injected into real implementations."""
+    lines = ["## Injected bugs the verdict catches {#bugs}", "",
+             "Each bug is injected into a real implementation (the reference's official modules, or the conversion "
+             "of a deployment runtime) and run as a cell of its own against the reference; it must get the verdict "
+             "`fail`. A cell lists the checks that failed (hover for their names) or says why the bug is not caught; — : the model has no such part. "
+             "Written by `python -m tests.bugs.table`.", ""]
+    if catches is None:
+        return lines + ["No catch table yet.", ""]
+    what = {b.name: b.what for b in catches.bugs}
+    rows = []
+    for (bug, framework), by_model in catches.grid().items():
+        verdicts = [tag("td", "<br>".join(_catch(r) for r in by_model.get(m, [])) or "—") for m in catches.models]
+        rows.append(tag("tr", tag("td", tag("code", esc(bug)) + "<br>" + esc(what[bug])) + tag("td", esc(catches.injected_into(bug, framework))) + "".join(verdicts)))
+    runs = "; ".join(f"{r.preset}: {r.created[:10]}, {r.wall_s / 60:.1f} min" for r in catches.runs)
+    kinds = "; ".join(f"**{k}**: {md(v)}" for k, v in INJECTED.items())
+    return lines + [block(table(("bug", "injected into", *catches.models), rows), class_="arena-table"), "", f"Injected into {kinds}. Runs: {md(runs)}.", ""]
+
+
+def _catch(r: CatchRow) -> str:
+    if r.caught:
+        return tag("span", f"{esc(r.preset)}: ✓ {esc(checks_summary(r.failed_checks))}", title=", ".join(r.failed_checks))
+    return f"{esc(r.preset)}: ✗ not caught: {esc(r.note)}"
 
 
 def workload_meanings(family: str) -> dict[str, str]:

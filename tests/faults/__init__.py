@@ -1,6 +1,6 @@
 """A framework adapter that misbehaves on purpose, to test that the runner records each failure.
 
-Used as framework `tests.faults-<variant>`. The `perturb`, `nan` and `bn-momentum` variants run a real
+Used as framework `tests.faults-<variant>`. The `perturb`, `nan` and `bn_momentum` variants run a real
 implementation (PyTorch's; `perturb-<framework>` another framework's) with one weight scaled by 1.01
 (the largest floating tensor, or $ARENA_TEST_PERTURB), with NaN outputs, or with BatchNorms that move
 their running statistics twice as far, so they test the comparison, not a mock of it.
@@ -20,7 +20,7 @@ VARIANTS = {
     "trainerror": "the torch reference whose training step raises (inference and latency succeed)",
     "perturb": "torch reference with one weight scaled by 1.01",
     "nan": "torch reference whose inference outputs are NaN",
-    "bn-momentum": "torch reference whose BatchNorms move their running statistics with momentum 0.2, not 0.1",
+    "bn_momentum": "torch reference whose BatchNorms move their running statistics with momentum 0.2, not 0.1",
     "perturb-jax": "the JAX implementation with one weight scaled by 1.01",
     "perturb-mlx": "the MLX implementation with one weight scaled by 1.01",
     "perturb-onnxruntime": "the ONNX Runtime path (export included) with one weight scaled by 1.01",
@@ -30,23 +30,23 @@ VARIANTS = {
 }
 
 
-def _wrapped_unsupported() -> dict[str, str]:
-    """What each wrapped framework declares unsupported, for its perturb variant only (adapter packages
-    import no framework, so this costs nothing)."""
+def wrapped_unsupported(variants) -> dict[str, str]:
+    """What each variant's wrapped framework declares unsupported, keyed for that variant only (adapter
+    packages import no framework, so this costs nothing)."""
     declared = {}
-    for variant in VARIANTS:
-        if variant.startswith("perturb-"):
-            adapter, _ = load_adapter(wrapped_framework(variant))
-            declared |= {f"{variant}:{key}": reason for key, reason in adapter.UNSUPPORTED.items()}
+    for variant in variants:
+        adapter, _ = load_adapter(wrapped_framework(variant))
+        declared |= {f"{variant}:{key}": reason for key, reason in adapter.UNSUPPORTED.items()}
     return declared
 
 
 def wrapped_framework(variant: str) -> str:
-    """The framework a variant runs: `perturb-jax` -> jax, everything else -> torch."""
-    return variant.removeprefix("perturb-") if variant.startswith("perturb-") else "torch"
+    """The framework a variant runs, named after its first dash: `perturb-jax` -> jax, `tanh_gelu-torch`
+    (tests.bugs) -> torch; a variant without one -> torch."""
+    return variant.partition("-")[2] or "torch"
 
 
-UNSUPPORTED = _wrapped_unsupported()
+UNSUPPORTED = wrapped_unsupported(v for v in VARIANTS if v.startswith("perturb-"))
 
 
 def process_env(ctx: BuildContext) -> dict[str, str]:

@@ -31,7 +31,7 @@ def faulty(family: str):
         # A private conversion folder: the cell's is keyed by the unperturbed weights' hash.
         wrapped_ctx = ctx.model_copy(update={"variant": "", "convert_dir": ""})
         model = build_model(impl.build, config, weights, wrapped_ctx, inputs)
-        if ctx.variant == "bn-momentum":
+        if ctx.variant == "bn_momentum":
             set_batch_norm_momentum(model.module, 0.2)
         return model, ctx.variant, impl
 
@@ -61,6 +61,6 @@ def set_batch_norm_momentum(module, momentum: float) -> None:
 
     norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not norms:
-        raise ValueError("bn-momentum: this model has no BatchNorm")
+        raise ValueError("bn_momentum: this model has no BatchNorm")
     for m in norms:
         m.momentum = momentum

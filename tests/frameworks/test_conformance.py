@@ -74,8 +74,8 @@ def test_framework_passes_and_a_perturbed_weight_fails(run_matrix, model, framew
 def test_resnet_with_a_wrong_batchnorm_momentum_fails(run_matrix):
     """Loss and gradients of a train-mode step do not depend on BatchNorm's momentum; the running
     statistics it leaves do. The reference with momentum 0.2 (torch's is 0.1) must fail, on them only."""
-    results = run_matrix(["resnet-50"], ["torch", "tests.faults-bn-momentum"])
-    cell = results["resnet-50:tests.faults-bn-momentum"]
+    results = run_matrix(["resnet-50"], ["torch", "tests.faults-bn_momentum"])
+    cell = results["resnet-50:tests.faults-bn_momentum"]
     assert cell.status == "ok", cell.reason
     assert cell.correctness.verdict == "fail", "BatchNorm momentum 0.2 must not pass"
     checks = {c.name: c.passed for c in cell.correctness.checks}

@@ -9,6 +9,7 @@ import zipfile
 import pytest
 
 from arena.errors import ArenaError
+from arena.results import catch
 from arena.results.stats import summarize
 from arena.run import fingerprint
 from arena.site.build import GENERATED, generate, nav
@@ -18,7 +19,7 @@ from arena.site.methodology import workload_meanings
 from arena.families import known_families
 from arena.specs import load_specs
 
-from tests.site.conftest import COMMITTED, EVIL, FIXTURE_FILES, FIXTURES, current_fingerprint
+from tests.site.conftest import COMMITTED, EVIL, FIXTURE_FILES, FIXTURES, REPO, current_fingerprint
 
 
 def read(docs, name: str) -> str:
@@ -109,6 +110,18 @@ def test_methodology_covers_every_spec_from_its_family(docs):
     for name, spec in load_specs().items():
         assert f"{{#{name}}}" in page
     assert "prefill of `prompt_len` tokens" in page and "own output tolerance" in page.lower()
+
+
+def test_methodology_shows_the_catch_table_of_injected_bugs(docs):
+    page = read(docs, "methodology.md").split("{#bugs}")[1].split("\n## ")[0]
+    table = catch.read(REPO / "site" / catch.FILE)
+    assert table is not None, "site/partials/catch-table.json is committed (python -m tests.bugs.table)"
+    for bug in table.bugs:
+        assert f"<code>{bug.name}</code>" in page
+    for model in table.models:
+        assert f"<th>{model}</th>" in page
+    missed = [r for r in table.rows if not r.caught]
+    assert page.count("✗ not caught") == len(missed) and page.count("✓") == len(table.rows) - len(missed)
 
 
 @pytest.mark.parametrize("family", known_families())

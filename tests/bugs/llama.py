@@ -1,0 +1,3 @@
+from tests.bugs.base import buggy
+
+build, inference, latency, training = buggy("llama")
