@@ -143,13 +143,13 @@ def test_config_and_workloads_are_cross_checked(tmp_path):
 def test_every_fp32_tolerance_is_calibrated_on_the_reference_at_its_preset(name, preset):
     """About 10x the reference's own fp32-vs-fp64 difference (python -m arena.calibrate): not so tight
     that rounding fails a correct framework (>= 5x), not so loose that it hides a bug (<= 30x, or the
-    floors of a few fp32 ulps where the measurement is smaller than that)."""
+    floors of a few fp32 ulps, 32 for the loss, where the measurement is smaller than that)."""
     tolerances, _ = load_specs(names=[name])[name].tolerances_for("torch", "fp32", preset)
     measured = tolerances.fp64_difference
     assert measured is not None, f"{name} {preset}: fp32 tolerances without their fp64_difference"
     for what, limit, value, floor in (
         ("output atol", tolerances.output.atol, measured.output_max_abs, 2e-6),
-        ("loss atol", tolerances.loss.atol, measured.loss_abs, 1e-5),
+        ("loss atol", tolerances.loss.atol, measured.loss_abs, 4e-5),  # 32 fp32 ulps of a loss up to 16
         ("grad norm_rtol", tolerances.grad.norm_rtol, measured.grad_norm_rel, 1e-6),
         ("grad sample_rel_l2", tolerances.grad.sample_rel_l2, measured.grad_rel_l2, 1e-6),
     ):
