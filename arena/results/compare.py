@@ -190,7 +190,7 @@ def _compare_grads(candidate: dict[str, np.ndarray], reference: dict[str, np.nda
         for figure, value, bad in (
             ("norm_rel", norm_rel, norm_rel > g.norm_rtol),
             ("sample_rel_l2", rel_l2, rel_l2 > g.sample_rel_l2),
-            ("projection_rel", proj_rel, proj_rel > g.sample_rel_l2),
+            ("projection_rel", proj_rel, proj_rel > g.projection_limit),
             ("cosine", cos, cos < g.min_cosine),
         ):
             if (figure == "cosine" and value < worst[figure][0]) or (figure != "cosine" and value > worst[figure][0]):
@@ -222,7 +222,7 @@ def _grad_margin(worst: dict[str, tuple[float, str]], g) -> list[float]:
     """Each worst gradient figure as a fraction of its tolerance (1.0 = at the bound)."""
     ratio = lambda value, limit: value / limit if limit else (float("inf") if value else 0.0)  # noqa: E731
     return [ratio(worst["norm_rel"][0], g.norm_rtol), ratio(worst["sample_rel_l2"][0], g.sample_rel_l2),
-            ratio(worst["projection_rel"][0], g.sample_rel_l2), ratio(1.0 - worst["cosine"][0], 1.0 - g.min_cosine)]
+            ratio(worst["projection_rel"][0], g.projection_limit), ratio(1.0 - worst["cosine"][0], 1.0 - g.min_cosine)]
 
 
 def worst_margin(checks: list[Check]) -> float | None:

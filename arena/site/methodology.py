@@ -111,7 +111,7 @@ def tolerance_table(spec: ModelSpec) -> str:
                 f"{preset} {dtype}",
                 f"atol {o.atol:g}, rtol {o.rtol:g}, cosine ≥ {o.min_cosine:g}",
                 f"atol {loss.atol:g}, rtol {loss.rtol:g}",
-                f"norm rtol {g.norm_rtol:g}, rel L2 (samples, projections) {g.sample_rel_l2:g}, cosine ≥ {g.min_cosine:g}",
+                f"norm rtol {g.norm_rtol:g}, rel L2 samples {g.sample_rel_l2:g} projections {g.projection_limit:g}, cosine ≥ {g.min_cosine:g}",
                 (f"outputs {m.output_max_abs:.2g}, loss {m.loss_abs:.2g}, grad norm {m.grad_norm_rel:.2g}, grad rel L2 {m.grad_rel_l2:.2g}"
                  if m else "not measured"),
             ))))

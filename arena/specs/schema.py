@@ -67,9 +67,16 @@ class GradTolerance(Strict):
     projections, not 135 M floats per model)."""
 
     norm_rtol: float = Field(ge=0, description="relative error of each tensor's gradient norm and of the global norm")
-    sample_rel_l2: float = Field(
-        ge=0, description="||a - b|| / ||b|| over each tensor's sampled elements, and max_k |<a - b, r_k>| / ||b|| over its seeded projections"
+    sample_rel_l2: float = Field(ge=0, description="||a - b|| / ||b|| over each tensor's sampled elements")
+    projection_rel: float | None = Field(
+        None, ge=0, description="max_k |<a - b, r_k>| / ||b|| over each tensor's seeded projections (about the whole tensor's relative "
+        "L2 error); defaults to sample_rel_l2. Apart because a sample can err more than its tensor (a tied embedding's sampled rows "
+        "are mostly small entries of tokens the input lacks)"
     )
+
+    @property
+    def projection_limit(self) -> float:
+        return self.sample_rel_l2 if self.projection_rel is None else self.projection_rel
     min_cosine: float = Field(0.999, ge=-1, le=1, description="cosine of each tensor's sampled elements")
 
 
@@ -81,6 +88,10 @@ class Fp64Difference(Strict):
     loss_abs: float = Field(ge=0, description="|fp32 - fp64| of the training loss")
     grad_norm_rel: float = Field(ge=0, description="worst relative error of a tensor's gradient norm")
     grad_rel_l2: float = Field(ge=0, description="worst ||fp32 - fp64|| / ||fp64|| of a whole gradient tensor")
+    grad_sample_rel_l2: float | None = Field(
+        None, ge=0, description="worst ||fp32 - fp64|| / ||fp64|| over the elements of a tensor the verdict samples: for a tied embedding "
+        "mostly rows of tokens the input lacks, whose small entries carry a larger relative error than the whole tensor"
+    )
 
 
 class Tolerances(Strict):
