@@ -27,7 +27,7 @@ from arena import weights
 from arena.families import load_family
 from arena.families.base import WORKLOADS, rng_for
 from arena.frameworks.contract import BuildContext
-from arena.results.compare import sample_indices
+from arena.results.artifact import sample_indices
 from arena.specs import load_specs
 from arena.specs.schema import Fp64Difference, ModelSpec
 

@@ -1,15 +1,13 @@
 """Did a framework run the same model? Compare its outputs, loss and gradients with the reference.
 
-Artifacts are flat dicts of numpy arrays: `<workload>/<output>` for outputs (full tensors),
-`training/loss`, and for gradients `training/grad_norm/<name>` (float64 norm),
-`training/grad_sample/<name>` (a fixed seeded sample of the tensor's elements, the same indices in
-every framework) and `training/grad_proj/<name>` (dot products of the whole tensor with
-GRAD_PROJECTIONS fixed seeded Gaussian vectors). Norms and samples alone miss an error confined to a
-few elements and every norm-preserving error (sign flips, permutations); a projection over all
-elements moves by about |z| * ||error|| whatever the error's shape, so comparing projections bounds the
-relative L2 error of the whole tensor. Degeneracy guards come first: non-finite, all-zero or constant
-outputs fail whatever the tolerances say, so a model that outputs zeros can never "match" a reference
-that is near zero.
+The artifacts compared are described in arena/results/artifact.py, which makes them inside the cell.
+This module is the verdict alone, so that a change here (or in the tolerances) can be re-judged from
+the stored artifacts without re-measuring (`python -m arena.results rejudge`). Norms and samples alone
+miss an error confined to a few elements and every norm-preserving error (sign flips, permutations); a
+projection over all elements moves by about |z| * ||error|| whatever the error's shape, so comparing
+projections bounds the relative L2 error of the whole tensor. Degeneracy guards come first: non-finite,
+all-zero or constant outputs fail whatever the tolerances say, so a model that outputs zeros can never
+"match" a reference that is near zero.
 
 A cell passes only if every workload it supports produced every output the reference has (and, for
 training, its loss and gradients): a workload that errored or skipped an output fails the cell.
@@ -19,47 +17,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from arena.families.base import rng_for
 from arena.results.schema import Check, Correctness
 from arena.specs.schema import Tolerances
 
-GRAD_SAMPLE_SIZE = 256
-GRAD_PROJECTIONS = 4
 # Logits whose argmax differs from the reference's are a near-tie (and excused) only if the reference
 # scores the candidate's choice within this many output tolerances of its own top score. Elementwise
 # agreement alone allows a flip across a margin of up to two tolerances (each score moving by one); a
 # correct implementation's error is about a tenth of a tolerance, so a flip across more than one is a
 # wrong model that the loose bound of a low-precision runtime would otherwise let through.
 ARGMAX_TIE_TOLERANCES = 1.0
-
-
-def fingerprint(outputs: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Workload outputs → the artifact: full outputs, the loss, and per gradient its norm, seeded
-    sample and seeded projections."""
-    artifact: dict[str, np.ndarray] = {}
-    for workload, named in outputs.items():
-        for name, array in named.items():
-            if name.startswith("grad/"):
-                param = name.removeprefix("grad/")
-                flat = np.asarray(array, dtype=np.float64).reshape(-1)
-                artifact[f"{workload}/grad_norm/{param}"] = np.array(np.linalg.norm(flat))
-                artifact[f"{workload}/grad_sample/{param}"] = flat[sample_indices(param, flat.size)]
-                artifact[f"{workload}/grad_proj/{param}"] = projections(param, flat)
-            else:
-                artifact[f"{workload}/{name}"] = np.asarray(array)
-    return artifact
-
-
-def projections(param: str, flat: np.ndarray) -> np.ndarray:
-    """<flat, r_k> for GRAD_PROJECTIONS Gaussian vectors r_k seeded by the tensor's name (the same in
-    every framework), generated one at a time so that memory stays at one vector."""
-    return np.array([float(flat @ rng_for("grad-proj", param, k).standard_normal(flat.size, dtype=np.float32)) for k in range(GRAD_PROJECTIONS)])
-
-
-def sample_indices(param: str, size: int) -> np.ndarray:
-    if size <= GRAD_SAMPLE_SIZE:
-        return np.arange(size)
-    return np.sort(rng_for("grad-sample", param).choice(size, GRAD_SAMPLE_SIZE, replace=False))
 
 
 def degeneracy(array: np.ndarray) -> str:

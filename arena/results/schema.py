@@ -102,6 +102,8 @@ class Correctness(Model):
     reason: str = ""
     reference: str = Field("", description="which reference artifact this was compared with")
     tolerance_note: str = Field("", description="why this framework is judged by its own declared output tolerance (empty: the spec's)")
+    outputs: str = Field("", description="digest of the cell's outputs artifact, kept in the cache (outputs/<digest>.npz) so the verdict can be re-judged")
+    rejudged: str = Field("", description="the commit whose verdict code and tolerances re-judged the stored outputs (empty: judged when measured)")
     checks: list[Check] = Field(default_factory=list)
 
 

@@ -28,7 +28,7 @@ from arena.families import load_family
 from arena.families.base import WORKLOADS, rng_for
 from arena.frameworks import load_adapter
 from arena.frameworks.contract import BuildContext, build_model, unsupported_reason
-from arena.results.compare import fingerprint
+from arena.results.artifact import fingerprint
 from arena.results.schema import Metrics, Prepare, Result, WorkloadMetrics
 from arena.results.stats import summarize
 from arena.results.store import write_json_atomic

@@ -7,14 +7,17 @@ code or tolerances no longer match the tree as stale. Each component is recorded
     code:<path>       a file, or a folder's .py / .rs / .toml files, relative to the source root (the
                       folder holding the `arena` package: the repository in a checkout)
     tolerances        the tolerances the verdict is judged by (the spec's for the dtype, with the
-                      framework's output override). Apart from the code, so that a tolerance change can
-                      be re-judged without re-measuring
+                      framework's output override)
     version:<dist>    an installed distribution's version ("" where it is not installed)
     binary:<module>   the compiled file of an extension module (arena._native)
 
 What a framework runs is declared by its adapter (`SOURCES`, `DISTRIBUTIONS`, `BINARIES`; see
 arena/frameworks/contract.py); what every cell runs is `SHARED` below. The reference adapter's parts are
 in every cell's fingerprint, since every verdict is a comparison with its outputs.
+
+The judging components (the tolerances and `JUDGING`, the verdict's code) are apart from what computes
+the numbers: when only they changed, `python -m arena.results rejudge` judges the stored outputs again
+and updates them (`rejudged`), with no re-measuring.
 
 The code and the tolerances describe the tree and can be checked wherever the tree is (`changed`, used
 by the site); versions and binaries describe the installation that ran the cell, so only a re-run there
@@ -50,8 +53,10 @@ SHARED = (
     "arena/run/child.py",  # the cell: inputs, build, the workloads
     "arena/run/timing.py",  # the timed loop
     "arena/results/stats.py",  # its statistics
-    "arena/results/compare.py",  # the outputs artifact and the verdict
+    "arena/results/artifact.py",  # the outputs artifact the verdict reads
 )
+# What judges a cell's stored outputs (besides the tolerances): a change here is re-judged, not re-run.
+JUDGING = ("arena/results/compare.py",)
 
 
 class Tree:
@@ -90,7 +95,26 @@ def digest(target: Path) -> str:
 def cell(framework: str, family: str, judged_by: tuple[Tolerances | None, str], source: Tree) -> Fingerprint:
     """The fingerprint of a cell as the tree and the installation stand now (`judged_by`: the spec's
     `tolerances_for(framework, dtype, preset)`)."""
-    return of(measured(framework, family, source) | framework_parts(REFERENCE_FRAMEWORK, source) | tolerances(*judged_by))
+    return of(measured(framework, family, source) | framework_parts(REFERENCE_FRAMEWORK, source) | judging(judged_by, source))
+
+
+def judging(judged_by: tuple[Tolerances | None, str], source: Tree) -> dict[str, str]:
+    """The components a re-judging may replace: the verdict's code and the tolerances."""
+    return source.code(JUDGING) | tolerances(*judged_by)
+
+
+def rejudged(recorded: Fingerprint, judged_by: tuple[Tolerances | None, str], source: Tree) -> Fingerprint:
+    """A result's fingerprint after its stored outputs were judged again by the current verdict code and
+    tolerances: the measured components stay as recorded."""
+    return of(recorded.components | judging(judged_by, source))
+
+
+def measured_changed(recorded: Fingerprint, source: Tree) -> list[str]:
+    """The recorded code components, other than the judging ones, that the tree no longer matches: any
+    of them means the numbers themselves may differ, so only a re-run can update the result."""
+    judged = {f"code:{p}" for p in JUDGING}
+    paths = [k.removeprefix("code:") for k in recorded.components if k.startswith("code:") and k not in judged]
+    return sorted(k for k, v in source.code(paths).items() if recorded.components.get(k) != v)
 
 
 def measured(framework: str, family: str, source: Tree) -> dict[str, str]:
@@ -152,6 +176,5 @@ def of(components: dict[str, str]) -> Fingerprint:
 def changed(recorded: Fingerprint, judged_by: tuple[Tolerances | None, str], source: Tree) -> list[str]:
     """The recorded code and tolerance components that the tree at `source` (and the spec's current
     tolerances) no longer match. Versions and binaries belong to the machine that ran the cell: not here."""
-    paths = [k.removeprefix("code:") for k in recorded.components if k.startswith("code:")]
-    current = source.code(paths) | tolerances(*judged_by)
-    return sorted(k for k, v in current.items() if recorded.components.get(k) != v)
+    judged = [k for k, v in judging(judged_by, source).items() if recorded.components.get(k) != v]
+    return sorted(measured_changed(recorded, source) + judged)

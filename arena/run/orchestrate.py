@@ -13,6 +13,7 @@ cell and only the Result travels back.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import shutil
 import signal
@@ -199,30 +200,39 @@ def judge(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, result: R
     artifact = cell_file(run, cell, system, mode, ".npz")
     if result.status not in ("ok", "error") or not artifact.exists():
         return Correctness(verdict="n/a", reason=f"cell status {result.status}")
-    candidate = dict(np.load(artifact))
     reference_file = reference_path(run, spec, cell.preset, weights_file.weights_hash)
     if cell.is_reference:
-        checks = validate_reference(candidate)
         install_file(artifact, reference_file)
-        broken = [c for c in checks if not c.passed]
-        if broken:
-            return Correctness(verdict="fail", reason="degenerate reference: " + "; ".join(f"{c.name}: {c.detail}" for c in broken), checks=checks)
-        return Correctness(verdict="reference", reference=reference_file.name, checks=checks)
-    if not reference_file.exists():
+    elif not reference_file.exists():
         reference_cell = Cell(model=cell.model, preset=cell.preset, framework="torch", device="cpu", dtype="fp32")
         ref = run_cell(run, reference_cell, spec, weights_file, system, mode="reference")
         ref_artifact = cell_file(run, reference_cell, system, "reference", ".npz")
         if ref.status != "ok" or not ref_artifact.exists():
             return Correctness(verdict="n/a", reason=f"the PyTorch reference could not run: {ref.status} {ref.reason}"[:500])
         install_file(ref_artifact, reference_file)
+    correctness = verdict(cell, spec, result.status, dict(np.load(artifact)), reference_file)
+    if mode == "measure":  # a result's outputs stay, so that its verdict can be judged again
+        correctness.outputs = keep_outputs(run.cache_dir, artifact)
+    return correctness
+
+
+def verdict(cell: Cell, spec: ModelSpec, status: str, candidate: dict[str, np.ndarray], reference_file: Path) -> Correctness:
+    """A cell's outputs judged against the reference's by the spec's tolerances: when the cell is judged
+    and when its stored outputs are judged again (arena/results/rejudge.py)."""
+    if cell.is_reference:
+        checks = validate_reference(candidate)
+        broken = [c for c in checks if not c.passed]
+        if broken:
+            return Correctness(verdict="fail", reason="degenerate reference: " + "; ".join(f"{c.name}: {c.detail}" for c in broken), checks=checks)
+        return Correctness(verdict="reference", reference=reference_file.name, checks=checks)
     tolerances, note = spec.tolerances_for(cell.framework, cell.dtype, cell.preset)
     if tolerances is None:
         return Correctness(verdict="n/a", reason=f"the spec declares no tolerances for {cell.dtype}")
     correctness = compare(candidate, dict(np.load(reference_file)), tolerances, supported_workloads(cell.framework, spec.family))
     correctness.reference, correctness.tolerance_note = reference_file.name, note
-    if result.status != "ok":  # whatever agreed, a cell that errored proves nothing whole
+    if status != "ok":  # whatever agreed, a cell that errored proves nothing whole
         correctness.verdict = "fail"
-        correctness.reason = f"the cell ended with status {result.status}" + (f"; {correctness.reason}" if correctness.reason else "")
+        correctness.reason = f"the cell ended with status {status}" + (f"; {correctness.reason}" if correctness.reason else "")
     return correctness
 
 
@@ -238,6 +248,20 @@ def install_file(source: Path, target: Path) -> None:
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.copyfile(source, tmp)
     os.replace(tmp, target)
+
+
+def keep_outputs(cache_dir: Path, artifact: Path) -> str:
+    """Keep a cell's outputs artifact in the cache under its digest, which the result records."""
+    digest = hashlib.sha256(artifact.read_bytes()).hexdigest()[:16]
+    target = outputs_path(cache_dir, digest)
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        install_file(artifact, target)
+    return digest
+
+
+def outputs_path(cache_dir: Path, digest: str) -> Path:
+    return cache_dir / "outputs" / f"{digest}.npz"
 
 
 def cell_file(run: Run, cell: Cell, system, mode: str, suffix: str) -> Path:

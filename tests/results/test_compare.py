@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from arena.results.compare import compare, fingerprint, sample_indices
+from arena.results.artifact import fingerprint, sample_indices
+from arena.results.compare import compare
 from arena.specs.schema import GradTolerance, LossTolerance, OutputTolerance, Tolerances
 
 TOL = Tolerances(

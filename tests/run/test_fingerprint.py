@@ -49,6 +49,7 @@ def differing(a: Fingerprint, b: Fingerprint) -> set[str]:
     ("rust_ext/Cargo.lock", "code:rust_ext/Cargo.lock", {"candle", "burn"}),
     ("arena/families/llama.py", "code:arena/families/llama.py", set(FRAMEWORKS)),
     ("arena/results/compare.py", "code:arena/results/compare.py", set(FRAMEWORKS)),
+    ("arena/results/artifact.py", "code:arena/results/artifact.py", set(FRAMEWORKS)),
     ("arena/frameworks/torch/llama.py", "code:arena/frameworks/torch", set(FRAMEWORKS)),  # the reference judges every cell
     ("arena/families/whisper.py", None, set()),  # another family
     ("arena/site/home.py", None, set()),  # the site computes nothing
