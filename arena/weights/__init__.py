@@ -3,8 +3,9 @@ read from a local checkpoint folder. Either way every framework loads the same f
 
 Generation seeds each tensor from (spec seed, tensor name), never from iteration order, so adding,
 removing or reordering tensors leaves every other tensor byte-identical. The file is cached under
-`<cache_dir>/weights/<model>-<preset>-<spec hash>/` with a sha256 manifest; the weights hash recorded in
-every result is the hash of that manifest.
+`<cache_dir>/weights/<model>-<preset>-<spec hash>/` with a manifest of the tensors' sha256; the weights
+hash recorded in every result is the hash of that manifest. The folder is checked before use and
+regenerated when damaged (arena/cache.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import BaseModel
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from arena import cache
 from arena.errors import ArenaError
 from arena.families import load_family
 from arena.families.base import rng_for
@@ -48,14 +50,17 @@ def materialize(spec: ModelSpec, preset: str, cache_dir: Path) -> WeightsFile:
     if spec.weights.source == "local":
         return _local(spec, preset, cache_dir)
     folder = cache_dir / "weights" / f"{spec.name}-{preset}-{spec.spec_hash(preset)}"
-    manifest_path = folder / "manifest.json"
-    if not manifest_path.exists():
-        tensors = generate(spec, preset)
-        folder.mkdir(parents=True, exist_ok=True)
-        _atomic(folder / "model.safetensors", lambda tmp: save_file(tensors, tmp, metadata={"generator": "arena", "spec": spec.name, "preset": preset}))
-        manifest = {name: _sha256(array) for name, array in sorted(tensors.items())}
-        _atomic(manifest_path, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=0)))
-    return WeightsFile(files=[str(folder / "model.safetensors")], weights_hash=_manifest_hash(manifest_path), source="generated")
+    if not cache.reusable(folder, "weights", "regenerating"):
+        cache.build_folder(folder, lambda scratch: _write_generated(spec, preset, scratch))
+    return WeightsFile(files=[str(folder / "model.safetensors")], weights_hash=_manifest_hash(folder / "manifest.json"), source="generated")
+
+
+def _write_generated(spec: ModelSpec, preset: str, folder: Path) -> None:
+    """The safetensors file and its tensor manifest (name -> sha256 of the array), whose hash is the weights hash."""
+    tensors = generate(spec, preset)
+    save_file(tensors, folder / "model.safetensors", metadata={"generator": "arena", "spec": spec.name, "preset": preset})
+    manifest = {name: _sha256(array) for name, array in sorted(tensors.items())}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=0))
 
 
 def load(files: list[str]) -> dict[str, np.ndarray]:

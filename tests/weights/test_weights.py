@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors import SafetensorError
 from safetensors.numpy import save_file
 
 from arena import weights
@@ -57,6 +59,32 @@ def test_materialize_caches_and_hashes(tmp_path, llama):
     loaded = weights.load(first.files)
     generated = weights.generate(llama, "tiny")
     assert all(np.array_equal(loaded[n], generated[n]) for n in generated)
+
+
+@pytest.mark.parametrize("damage", ["truncate model.safetensors", "truncate manifest.json", "delete arena-manifest.json"])
+def test_a_damaged_weights_cache_is_regenerated_with_one_line(tmp_path, llama, capsys, damage):
+    """A truncated file (safetensors then fails with 'incomplete metadata'), or a folder without a manifest
+    (written before manifests were kept): found, said in one line, regenerated to the same weights."""
+    first = weights.materialize(llama, "tiny", tmp_path)
+    folder = Path(first.files[0]).parent
+    action, name = damage.split()
+    size = (folder / name).stat().st_size
+    if action == "truncate":
+        os.truncate(folder / name, size // 2)
+        problem = f"{name}: size {size // 2} of {size} bytes"
+    else:
+        (folder / name).unlink()
+        problem = "no manifest to check it against"
+    if name == "model.safetensors":
+        with pytest.raises(SafetensorError):
+            weights.load(first.files)
+
+    second = weights.materialize(llama, "tiny", tmp_path)
+    assert capsys.readouterr().err == f"arena: cached weights {folder} damaged ({problem}); regenerating\n"
+    assert second == first, "the same files and weights hash"
+    loaded, generated = weights.load(second.files), weights.generate(llama, "tiny")
+    assert all(np.array_equal(loaded[n], generated[n]) for n in generated)
+    assert weights.materialize(llama, "tiny", tmp_path) == first and capsys.readouterr().err == "", "healed: reused silently"
 
 
 @pytest.mark.parametrize("name", SPEC_NAMES)
