@@ -5,21 +5,22 @@ the conversion is part of prepare; it is recorded apart (`Prepare.conversion`) b
 cost of the deployment path, not of the runtime. The cell gives each framework a folder keyed by the
 spec hash and the weights hash (`BuildContext.convert_dir`); the adapter adds a subfolder named after
 the converter's versions and a hash of the converting code (editing an exporter must not reuse what the
-old one wrote). A conversion is made in a temporary folder and renamed into place when it
-is complete, so a crash mid-way never leaves a half-written artifact that a later cell would trust.
+old one wrote). A conversion is made in a temporary folder and renamed into place when it is complete,
+so a crash mid-way never leaves a half-written artifact that a later cell would trust, and it is checked
+against its manifest before reuse: a damaged one is converted again (arena/cache.py).
 """
 
 from __future__ import annotations
 
 import atexit
 import hashlib
-import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from arena import cache
 from arena.results.schema import Conversion
 
 RECORD = "conversion.json"
@@ -43,26 +44,20 @@ def _private_folder() -> Path:
 
 
 def cached_conversion(folder: Path, tool: str, make: Callable[[Path], None]) -> Conversion:
-    """Reuse `folder` if a complete conversion is there, else run `make(tmp)` and move tmp into place."""
-    record = folder / RECORD
-    if record.exists():
-        return Conversion.model_validate_json(record.read_text()).model_copy(update={"cached": True})
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir()
+    """Reuse `folder` if a complete, undamaged conversion is there, else convert again (`make(scratch)`)."""
+    cached = cache.reusable(folder, "conversion", "converting again")
+    if not cached:
+        cache.build_folder(folder, lambda scratch: _convert(scratch, tool, make))
+    return Conversion.model_validate_json((folder / RECORD).read_text()).model_copy(update={"cached": cached})
+
+
+def _convert(folder: Path, tool: str, make: Callable[[Path], None]) -> None:
+    """`make(folder)`, timed, and its record beside what it wrote."""
     started = time.perf_counter()
-    try:
-        make(scratch)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    files = sorted(f for f in scratch.rglob("*") if f.is_file())
+    make(folder)
+    files = sorted(f for f in folder.rglob("*") if f.is_file())
     conversion = Conversion(
         tool=tool, ms=(time.perf_counter() - started) * 1e3, cached=False,
-        bytes=sum(f.stat().st_size for f in files), files=[str(f.relative_to(scratch)) for f in files],
+        bytes=sum(f.stat().st_size for f in files), files=[str(f.relative_to(folder)) for f in files],
     )
-    (scratch / RECORD).write_text(conversion.model_dump_json(indent=1))
-    shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder from an older layout
-    scratch.rename(folder)
-    return conversion
+    (folder / RECORD).write_text(conversion.model_dump_json(indent=1))

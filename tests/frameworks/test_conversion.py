@@ -1,12 +1,14 @@
-"""The conversion cache: made once, reused with its original record, never half-written, and keyed by
-the converting code as well as by the folder the cell gives (spec hash + weights hash)."""
+"""The conversion cache: made once, reused with its original record, never half-written, made again when
+damaged, and keyed by the converting code as well as by the folder the cell gives (spec hash + weights hash)."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
 from arena.frameworks.contract import unsupported_reason
-from arena.frameworks.conversion import cached_conversion, conversion_folder
+from arena.frameworks.conversion import RECORD, cached_conversion, conversion_folder
 
 
 def test_a_conversion_is_made_once_then_reused_with_its_record(tmp_path):
@@ -23,6 +25,25 @@ def test_a_conversion_is_made_once_then_reused_with_its_record(tmp_path):
     assert not first.cached and second.cached
     assert first.bytes == second.bytes == 100 and first.files == second.files == ["model.bin"]
     assert second.ms == first.ms, "a cached conversion reports how long it took when it was made"
+
+
+@pytest.mark.parametrize("name", ["model.bin", RECORD])
+def test_a_damaged_conversion_is_made_again_with_one_line(tmp_path, capsys, name):
+    calls = []
+
+    def make(folder):
+        calls.append(folder)
+        (folder / "model.bin").write_bytes(b"x" * 100)
+
+    folder = tmp_path / "tool-v1"
+    first = cached_conversion(folder, "tool 1.0", make)
+    size = (folder / name).stat().st_size
+    os.truncate(folder / name, 40)
+    again = cached_conversion(folder, "tool 1.0", make)
+    assert capsys.readouterr().err == f"arena: cached conversion {folder} damaged ({name}: size 40 of {size} bytes); converting again\n"
+    assert len(calls) == 2 and not again.cached and again.files == first.files
+    assert (folder / "model.bin").read_bytes() == b"x" * 100
+    assert cached_conversion(folder, "tool 1.0", make).cached and len(calls) == 2, "healed: reused"
 
 
 def test_a_failed_conversion_leaves_nothing_behind(tmp_path):

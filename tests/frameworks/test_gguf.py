@@ -4,6 +4,8 @@ gives the reference's logits — but not without the permutation."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -83,3 +85,30 @@ def test_llama_cpp_matches_the_reference_only_with_the_permutation(written, tmp_
     # A wrong RoPE pairing moves the logits far outside the spec's fp32 tolerance, and by a thousand times
     # the permuted file's error.
     assert unpermuted_error > max(SPEC.tolerances_for("torch", "fp32", "tiny")[0].output.atol, 1000 * permuted_error)
+
+
+def test_a_damaged_gguf_in_the_cache_is_converted_again(tmp_path, capsys):
+    """llama.cpp's build through the real conversion cache: a truncated GGUF (which llama.cpp refuses to
+    load) is found, said in one line, converted again, and gives the first file's logits."""
+    pytest.importorskip("llama_cpp")
+    from arena.frameworks.ggml import llama
+
+    ctx = BuildContext(device="cpu", dtype="fp32", threads=1, convert_dir=str(tmp_path))
+    ids = np.random.default_rng(0).integers(0, CONFIG.vocab_size, (1, 12))
+
+    def logits_and_conversion():
+        model = llama.build(CONFIG, WEIGHTS, ctx, {"inference": {"input_ids": ids}})
+        logits = llama.prefill(model.contexts[0], ids[0]).copy()
+        model.contexts[0].close()  # the file is mapped: truncating it under a live model would crash it
+        return logits, model.conversion
+
+    expected, first = logits_and_conversion()
+    (gguf_file,) = tmp_path.glob(f"*/{llama.GGUF_FILE}")
+    size = gguf_file.stat().st_size
+    os.truncate(gguf_file, size - 1024)
+    logits, again = logits_and_conversion()
+    assert capsys.readouterr().err == (f"arena: cached conversion {gguf_file.parent} damaged "
+                                       f"({llama.GGUF_FILE}: size {size - 1024} of {size} bytes); converting again\n")
+    assert not first.cached and not again.cached and gguf_file.stat().st_size == size
+    np.testing.assert_array_equal(logits, expected)
+    assert logits_and_conversion()[1].cached
