@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from arena import weights
+from arena import cache, weights
 from arena.errors import unknown_name
 from arena.families.base import WORKLOADS
 from arena.frameworks import load_adapter
@@ -202,14 +201,14 @@ def judge(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, result: R
         return Correctness(verdict="n/a", reason=f"cell status {result.status}")
     reference_file = reference_path(run, spec, cell.preset, weights_file.weights_hash)
     if cell.is_reference:
-        install_file(artifact, reference_file)
-    elif not reference_file.exists():
+        cache.install_file(artifact, reference_file)
+    elif not cache.reusable(reference_file, "reference outputs", "running the reference again"):
         reference_cell = Cell(model=cell.model, preset=cell.preset, framework="torch", device="cpu", dtype="fp32")
         ref = run_cell(run, reference_cell, spec, weights_file, system, mode="reference")
         ref_artifact = cell_file(run, reference_cell, system, "reference", ".npz")
         if ref.status != "ok" or not ref_artifact.exists():
             return Correctness(verdict="n/a", reason=f"the PyTorch reference could not run: {ref.status} {ref.reason}"[:500])
-        install_file(ref_artifact, reference_file)
+        cache.install_file(ref_artifact, reference_file)
     correctness = verdict(cell, spec, result.status, dict(np.load(artifact)), reference_file)
     if mode == "measure":  # a result's outputs stay, so that its verdict can be judged again
         correctness.outputs = keep_outputs(run.cache_dir, artifact)
@@ -243,20 +242,13 @@ def supported_workloads(framework: str, family: str) -> set[str]:
     return {w for w in WORKLOADS if not unsupported_reason(adapter.UNSUPPORTED, family, w, variant)}
 
 
-def install_file(source: Path, target: Path) -> None:
-    """Copy, then rename into place: a reader (another node sharing this cache) never sees half a file."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-
-
 def keep_outputs(cache_dir: Path, artifact: Path) -> str:
     """Keep a cell's outputs artifact in the cache under its digest, which the result records."""
     digest = hashlib.sha256(artifact.read_bytes()).hexdigest()[:16]
     target = outputs_path(cache_dir, digest)
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        install_file(artifact, target)
+        cache.install_file(artifact, target)
     return digest
 
 
