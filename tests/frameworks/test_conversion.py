@@ -11,13 +11,19 @@ from arena.frameworks.contract import unsupported_reason
 from arena.frameworks.conversion import RECORD, cached_conversion, conversion_folder
 
 
-def test_a_conversion_is_made_once_then_reused_with_its_record(tmp_path):
+def converter():
+    """A stand-in converter writing one 100-byte file, and the folders it was called with."""
     calls = []
 
     def make(folder):
         calls.append(folder)
         (folder / "model.bin").write_bytes(b"x" * 100)
 
+    return calls, make
+
+
+def test_a_conversion_is_made_once_then_reused_with_its_record(tmp_path):
+    calls, make = converter()
     folder = tmp_path / "tool-v1"
     first = cached_conversion(folder, "tool 1.0", make)
     second = cached_conversion(folder, "tool 1.0", make)
@@ -29,12 +35,7 @@ def test_a_conversion_is_made_once_then_reused_with_its_record(tmp_path):
 
 @pytest.mark.parametrize("name", ["model.bin", RECORD])
 def test_a_damaged_conversion_is_made_again_with_one_line(tmp_path, capsys, name):
-    calls = []
-
-    def make(folder):
-        calls.append(folder)
-        (folder / "model.bin").write_bytes(b"x" * 100)
-
+    calls, make = converter()
     folder = tmp_path / "tool-v1"
     first = cached_conversion(folder, "tool 1.0", make)
     size = (folder / name).stat().st_size
