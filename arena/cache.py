@@ -1,8 +1,8 @@
 """Cache entries that heal: checked against a manifest before use, rebuilt when damaged.
 
-Arena caches three kinds of entry under `cache_dir`: generated weights (a folder, arena/weights),
-converted models (a folder, arena/frameworks/conversion.py) and the reference's outputs (one file,
-arena/run/orchestrate.py). Each is sealed when complete: a manifest records every file's size and
+Arena caches four kinds of entry under `cache_dir`: generated weights (a folder, arena/weights),
+converted models (a folder, arena/frameworks/conversion.py), the reference's outputs and the kept copy of
+each cell's outputs (one file each, arena/run/orchestrate.py). Each is sealed when complete: a manifest records every file's size and
 sha256. Before use an entry is checked against it; one that fails (truncated by a full disk or a killed
 copy, a file edited or deleted, no manifest at all) is removed with one line on stderr saying what was
 wrong, and the caller builds it again as if it had never been. A user is never left with an error that

@@ -243,10 +243,11 @@ def supported_workloads(framework: str, family: str) -> set[str]:
 
 
 def keep_outputs(cache_dir: Path, artifact: Path) -> str:
-    """Keep a cell's outputs artifact in the cache under its digest, which the result records."""
+    """Keep a cell's outputs artifact in the cache under its digest, which the result records (a damaged
+    copy of the same digest is replaced: the artifact has its bytes)."""
     digest = hashlib.sha256(artifact.read_bytes()).hexdigest()[:16]
     target = outputs_path(cache_dir, digest)
-    if not target.exists():
+    if not cache.reusable(target, "cell outputs", "keeping this cell's again"):
         target.parent.mkdir(parents=True, exist_ok=True)
         cache.install_file(artifact, target)
     return digest

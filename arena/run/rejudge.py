@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
+from arena import cache
 from arena.results.compare import worst_margin
 from arena.results.schema import Result
 from arena.results.store import iter_results, write_json_atomic
@@ -89,6 +90,10 @@ def why_not_rejudgeable(result: Result, specs: dict[str, ModelSpec], cache_dir: 
         return f"its outputs are not in {cache_dir / 'outputs'} (judged before outputs were kept, or measured on another machine)"
     if c.verdict != "reference" and not (cache_dir / "reference" / c.reference).exists():
         return f"its reference {c.reference or '(none recorded)'} is not in {cache_dir / 'reference'}"
+    # Checked, not removed: a damaged reference is recomputed by the next run, and outputs only a run makes.
+    for what, file in (("outputs", outputs_path(cache_dir, c.outputs)), ("reference", cache_dir / "reference" / c.reference)):
+        if file.is_file() and (problem := cache.damage(file)):
+            return f"its {what} {file} in the cache is damaged ({problem})"
     return ""
 
 
