@@ -41,12 +41,12 @@ def _row(r: Result, baseline: Result | None) -> list[str]:
         r.status,
         _conversion(m.prepare.conversion if m.prepare else None),
         format_ms(m.prepare.total_ms) if m.prepare else "—",
-        _workload(m.inference),
-        _workload(m.latency),
-        _workload(m.training),
+        format_workload(m.inference),
+        format_workload(m.latency),
+        format_workload(m.training),
         f"{gflops:.1f}" if gflops else "—",
         format_peak_memory(m),
-        _ratios(r, baseline),
+        format_ratios(r, baseline),
         verdict_label(r),
     ]
 
@@ -65,7 +65,7 @@ def ratio_to(r: Result, baseline: Result | None, workload: str) -> float | None:
     return mine.stats.median_ms / theirs.stats.median_ms
 
 
-def _ratios(r: Result, baseline: Result | None) -> str:
+def format_ratios(r: Result, baseline: Result | None) -> str:
     if baseline is None or r is baseline:
         return "—"
     ratios = [ratio_to(r, baseline, w) for w in WORKLOADS]
@@ -77,7 +77,7 @@ def _conversion(c: Conversion | None) -> str:
     return "—" if c is None else format_ms(c.ms) + (" (cached)" if c.cached else "")
 
 
-def _workload(w: WorkloadMetrics | None) -> str:
+def format_workload(w: WorkloadMetrics | None) -> str:
     if w is None:
         return "—"
     if w.status != "ok" or w.stats is None:

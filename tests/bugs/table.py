@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -28,14 +27,13 @@ from arena.results.schema import Result
 from arena.run.config import RunConfig
 from arena.run.orchestrate import measure_and_judge, plan
 from arena.run.system import describe
+from arena.site.readme import README, replace_block
 from arena.specs import load_specs
 from tests.bugs import CONTROL, applicable
 from tests.bugs.catalogue import BUGS, UNCAUGHT
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE = REPO / "site" / catch.FILE
-README = REPO / "README.md"
-BLOCK = re.compile(r"(<!-- catch-table -->\n).*?(<!-- /catch-table -->)", re.S)
 
 
 def catch_table(models: list[str], preset: str, cache_dir: Path, log: Callable[[str], None] = print) -> CatchTable:
@@ -95,10 +93,7 @@ def verdict(r: CatchRow) -> str:
 
 
 def update_readme(table: CatchTable) -> None:
-    text = README.read_text()
-    if not BLOCK.search(text):
-        raise SystemExit(f"{README}: no <!-- catch-table --> … <!-- /catch-table --> block to write into")
-    README.write_text(BLOCK.sub(lambda m: m[1] + markdown(table) + m[2], text))
+    README.write_text(replace_block(README.read_text(), "catch-table", markdown(table)))
 
 
 def main(argv: list[str]) -> int:
