@@ -333,10 +333,21 @@ pub fn causal_mask(sq: usize, sk: usize, offset: usize, device: &Device) -> Resu
     Tensor::from_vec(mask, (sq, sk), device)
 }
 
-/// Mean cross-entropy of logits [n, classes] against integer labels [n] (differentiable: log_softmax
-/// is a composition of basic ops).
+/// Mean cross-entropy of logits [n, classes] against integer labels [n].
+///
+/// `candle_nn::loss::cross_entropy` takes `candle_nn::ops::log_softmax`, whose shift by the row's max
+/// is differentiated too: the shift's gradient is -sum(softmax - onehot) per row, zero in exact
+/// arithmetic but in f32 the rounding error of summing the row's probabilities (~1e-7 over 50 k
+/// classes), and the max's backward puts it all on the row's argmax logit. Through Whisper's tied head
+/// that moved the embedding gradient of the argmax tokens by ~1e-3 relative, where torch, JAX and Burn
+/// agree with float64 to ~1e-6. The shift is a constant of the function, so it is detached here, as
+/// `jax.nn.log_softmax` does (`lax.stop_gradient` of the max) and as torch's fused backward implies;
+/// the loss and every other value are unchanged.
 pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
-    candle_nn::loss::cross_entropy(logits, labels)
+    let shift = logits.max_keepdim(D::Minus1)?.detach();
+    let shifted = logits.broadcast_sub(&shift)?;
+    let log_probs = shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(D::Minus1)?.log()?)?;
+    candle_nn::loss::nll(&log_probs, labels)
 }
 
 /// Test helper: the largest |a - b| is at most `tol`.
@@ -372,6 +383,26 @@ mod tests {
         assert!(trained.backward().unwrap().get(w.as_tensor()).is_some());
         let fused = rms_norm(&x, w.as_tensor(), 1e-5, Mode::Infer).unwrap().sqr().unwrap().sum_all().unwrap();
         assert!(fused.backward().unwrap().get(w.as_tensor()).is_none(), "candle's fused rms_norm has no backward (the trap this module avoids)");
+    }
+
+    #[test]
+    fn the_cross_entropy_gradient_is_softmax_minus_onehot_to_f32_precision() {
+        // Whisper's vocabulary: the rounding error of a 51865-term sum must not land on the argmax.
+        let (n, classes) = (4usize, 51865usize);
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 3.0, (n, classes), &dev).unwrap()).unwrap();
+        let labels = Tensor::new(&[7u32, 51000, 3, 20000], &dev).unwrap();
+        let grad = cross_entropy(x.as_tensor(), &labels).unwrap().backward().unwrap().get(x.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
+        let logits = x.as_tensor().to_vec2::<f32>().unwrap();
+        let label_ids = labels.to_vec1::<u32>().unwrap();
+        for (row, (g, l)) in grad.iter().zip(&logits).enumerate() {
+            let max = l.iter().fold(f64::MIN, |m, &v| m.max(v as f64));
+            let total: f64 = l.iter().map(|&v| (v as f64 - max).exp()).sum();
+            let argmax = (0..classes).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap();
+            let exact = ((l[argmax] as f64 - max).exp() / total - if argmax == label_ids[row] as usize { 1.0 } else { 0.0 }) / n as f64;
+            let rel = (g[argmax] as f64 - exact).abs() / exact.abs();
+            assert!(rel < 1e-5, "row {row}: the argmax logit's gradient is off by {rel:.2e} relative");
+        }
     }
 
     #[test]
