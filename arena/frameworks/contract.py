@@ -40,7 +40,7 @@ less any workload declared unsupported for the family in every variant (it is ne
 A runtime that compiles static-shape artifacts ahead of time (ONNX export, a llama.cpp context sized
 to the prompt) declares a fourth parameter, `build(config, weights, ctx, inputs)`: it then receives
 the exact inputs of every workload it will run ({workload: {name: array}}), the same arrays its steps
-get later. Such a model may carry `conversion` (`arena.results.schema.Conversion`), recorded under
+get later. Such a model may carry `conversion` (a `Conversion` below), recorded in the result under
 prepare; `arena/frameworks/conversion.py` caches conversions in `ctx.convert_dir`. `build_model` below is
 how callers (the cell, test adapters) call either form.
 
@@ -93,6 +93,20 @@ class Probe(BaseModel):
     backend: str = ""
     device_name: str = ""
     settings: dict[str, Any] = {}
+
+
+class Conversion(BaseModel):
+    """What a runtime fed by a conversion (ONNX export, GGUF writing) needed before it could load: the
+    tool and its versions, how long the conversion took when it was made, and whether this cell reused
+    a cached one. Never part of build_ms / total_ms, so those compare between a cold and a cached run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tool: str
+    ms: float = Field(description="wall time of the conversion when it was made")
+    cached: bool = Field(description="reused from the conversion cache (spec hash + weights hash + tool versions)")
+    bytes: int = Field(description="size of the converted files")
+    files: list[str] = Field(default_factory=list)
 
 
 @dataclass

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from arena.results.schema import Conversion
+from arena.frameworks.contract import Conversion
 
 RECORD = "conversion.json"
 
