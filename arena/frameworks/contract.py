@@ -3,7 +3,7 @@
 It is declared as data (`ADAPTER`, `family_module_hooks`) and checked by `check_adapter`, which
 tests/test_contracts.py runs on every package under arena/frameworks: a missing or misspelt name, a
 wrong signature, or a family that a framework neither implements nor declares in UNSUPPORTED fails the
-suite.
+suite. The reference every verdict compares with is `REFERENCE_FRAMEWORK`.
 
 An adapter package `arena/frameworks/<fw>/__init__.py` declares:
 
@@ -67,6 +67,10 @@ from arena.families import known_families
 from arena.families.base import WORKLOADS
 from arena.hooks import Hook, function, problems, require, value
 
+
+# The framework every verdict compares with (PyTorch eager, fp32, on the CPU; see arena/run/cell.py),
+# and the one every report's ratios are to.
+REFERENCE_FRAMEWORK = "torch"
 
 # A cell's dtype -> the array dtype name every framework understands (torch, numpy/ml_dtypes, jnp, mx).
 DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
