@@ -6,19 +6,10 @@ NVIDIA GPU is visible, cpu otherwise) exactly as if it had been typed.
 
 from __future__ import annotations
 
-import platform
-import shutil
 import sys
 
 from arena.errors import ArenaError
-
-
-def detect_matrix() -> str:
-    if platform.system() == "Darwin" and platform.machine() == "arm64":
-        return "apple"
-    if shutil.which("nvidia-smi"):
-        return "nvidia"
-    return "cpu"
+from arena.run.system import detect_matrix
 
 
 def main() -> None:

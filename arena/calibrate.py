@@ -26,7 +26,7 @@ import numpy as np
 from arena import weights
 from arena.families import load_family
 from arena.families.base import WORKLOADS, rng_for
-from arena.frameworks.contract import BuildContext
+from arena.frameworks.contract import REFERENCE_FRAMEWORK, BuildContext
 from arena.results.artifact import sample_indices
 from arena.specs import load_specs
 from arena.specs.schema import Fp64Difference, ModelSpec
@@ -116,7 +116,7 @@ def _float_keeps_float64():
 
 def report(spec: ModelSpec, preset: str, measured: Fp64Difference) -> list[str]:
     """The measurement as the spec writes it, and how the spec's fp32 tolerances at this preset relate."""
-    tol, _ = spec.tolerances_for("torch", "fp32", preset)
+    tol, _ = spec.tolerances_for(REFERENCE_FRAMEWORK, "fp32", preset)
     lines = [f"{spec.name} {preset}: fp64_difference: {{output_max_abs: {measured.output_max_abs:.2g}, loss_abs: {measured.loss_abs:.2g}, "
              f"grad_norm_rel: {measured.grad_norm_rel:.2g}, grad_rel_l2: {measured.grad_rel_l2:.2g}, grad_sample_rel_l2: {measured.grad_sample_rel_l2:.2g}}}"]
     for what, limit, value in (("output atol", tol.output.atol, measured.output_max_abs), ("loss atol", tol.loss.atol, measured.loss_abs),

@@ -12,7 +12,7 @@ from arena.errors import ArenaError
 
 
 def main(argv: list[str] | None = None) -> int:
-    from arena.__main__ import detect_matrix
+    from arena.run.system import detect_matrix
     from arena.cluster.resources import node_resources, resources_json
 
     parser = argparse.ArgumentParser(prog="python -m arena.cluster", description="Arena on a Ray cluster.")

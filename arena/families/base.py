@@ -1,9 +1,14 @@
 """What every family module provides, and the small helpers they share.
 
-Every `arena/families/<family>.py` exposes the same surface, so two families read side by side:
+Every `arena/families/<family>.py` exposes the same surface, so two families read side by side. It is
+declared as data in `FAMILY` below and checked by `check_family` (tests/test_contracts.py runs it on
+every family), so a missing or misspelt name fails the suite instead of switching a check off:
 
     Config       pydantic model of the architecture (official config field names; extra fields forbidden)
     Workloads    pydantic model of the input sizes that define inference / latency / training
+    check_fits(config, workloads) -> None
+                 cross-checks between the two (raise ValueError); the spec loader calls it per preset, so
+                 a spec whose sizes do not fit its architecture is an error naming the file and preset
     parameter_shapes(config) -> dict[str, tuple[int, ...]]
                  every tensor of the official state dict (names exactly as the official
                  implementation writes them, buffers such as BatchNorm running stats included)
@@ -24,11 +29,6 @@ Every `arena/families/<family>.py` exposes the same surface, so two families rea
                  a `<...>` part stands for one output per module of that kind (resnet's
                  `bn/<batchnorm>.running_mean`), which the family lists with a function of its own
 
-and optionally
-
-    check_fits(config, workloads) -> None
-                 cross-checks between the two (raise ValueError); the spec loader calls it per preset
-
 make_inputs is called with an rng seeded the same way for all three workloads of a preset, so inputs
 drawn first (the prompt, the image batch) are shared by inference and training.
 """
@@ -38,8 +38,12 @@ from __future__ import annotations
 import hashlib
 import math
 
+from types import ModuleType
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict
+
+from arena.hooks import function, problems, require, subclass, value
 
 WORKLOADS = ("inference", "latency", "training")
 
@@ -54,6 +58,29 @@ class FamilyWorkloads(BaseModel):
     """Base of every family's workload sizes: frozen, unknown fields are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+FAMILY = (
+    subclass("Config", FamilyConfig),
+    subclass("Workloads", FamilyWorkloads),
+    function("check_fits", ("config", "workloads")),
+    function("parameter_shapes", ("config",)),
+    function("init_tensor", ("name", "shape", "config", "rng")),
+    function("make_inputs", ("config", "workloads", "workload", "rng")),
+    function("reference_loss", ("config", "workloads", "inputs", "outputs")),
+    function("flops", ("config", "workloads", "workload")),
+    function("work_items", ("workloads", "workload")),
+    value("OUTPUTS", dict),
+)
+
+
+def check_family(module: ModuleType) -> None:
+    """Raise a ContractError naming every way a family module differs from `FAMILY`."""
+    found = problems(module, FAMILY)
+    outputs = getattr(module, "OUTPUTS", None)
+    if isinstance(outputs, dict) and set(outputs) != set(WORKLOADS):
+        found.append(f"OUTPUTS: has {tuple(outputs)}; the contract says one entry per workload, {WORKLOADS}")
+    require(module, found)
 
 
 def require_divides(divisor_name: str, divisor: int, name: str, value: int) -> None:

@@ -62,6 +62,14 @@ class Workloads(FamilyWorkloads):
     prompt_len: int = Field(gt=1, description="prompt tokens: prefill length and latency KV-cache length")
 
 
+def check_fits(config: Config, workloads: Workloads) -> None:
+    """Cross-checks between config and workloads (the spec schema validates the two separately)."""
+    if workloads.prompt_len + 1 > config.max_position_embeddings:
+        raise ValueError(
+            f"prompt_len ({workloads.prompt_len}) + 1 must not exceed max_position_embeddings "
+            f"({config.max_position_embeddings}): the latency step decodes position prompt_len"
+        )
+
 def parameter_shapes(config: Config) -> dict[str, tuple[int, ...]]:
     h, d = config.hidden_size, config.kv_dim_per_head
     q, kv = config.num_attention_heads * d, config.num_key_value_heads * d

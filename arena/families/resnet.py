@@ -110,6 +110,19 @@ def blocks(config: Config) -> Iterator[tuple[str, int, int, int, bool]]:
             inplanes = planes * config.expansion
 
 
+def check_fits(config: Config, workloads: Workloads) -> None:
+    """Train-mode BatchNorm needs more than one value per channel (torch raises otherwise), and the
+    last stage has the fewest: the training batch times its pixels. Any image size fits the net itself
+    (a stride-2 op keeps at least one pixel, the average pool is adaptive)."""
+    side = _down(_down(workloads.image_size))  # after the stem conv and the max-pool
+    for _, _, _, stride, _ in blocks(config):
+        side = _down(side) if stride == 2 else side
+    if workloads.batch * side * side < 2:
+        raise ValueError(
+            f"batch ({workloads.batch}) x the last stage's {side}x{side} pixels at image_size "
+            f"({workloads.image_size}) must be at least 2: train-mode BatchNorm needs more than one value per channel"
+        )
+
 def _bn(prefix: str, channels: int) -> dict[str, tuple[int, ...]]:
     return {
         f"{prefix}.weight": (channels,),

@@ -172,7 +172,7 @@ class Workloads(FamilyWorkloads):
     timestep: int = Field(500, ge=0, lt=NUM_TRAIN_TIMESTEPS, description="the DDPM timestep of every call")
 
 
-def check_sizes(config: Config, workloads: Workloads) -> None:
+def check_fits(config: Config, workloads: Workloads) -> None:
     """The latent must halve cleanly at every downsampler, so the up path meets its skips exactly."""
     factor = 2 ** (config.num_levels - 1)
     if workloads.latent_size % factor:
@@ -306,7 +306,7 @@ def make_inputs(config: Config, workloads: Workloads, workload: str, rng: np.ran
 
     Draw order is latents, context, noise, so inference and training at the same batch and seed share
     their latents (training's x0) and context."""
-    check_sizes(config, workloads)
+    check_fits(config, workloads)
     batch = {"inference": workloads.batch, "latency": workloads.latency_batch, "training": workloads.training_batch}[workload]
     size = workloads.latent_size
     latents = rng.standard_normal((batch, config.in_channels, size, size), dtype=np.float32)
@@ -386,7 +386,7 @@ def _forward_flops(config: Config, batch: int, latent_size: int, context_len: in
 
 
 def flops(config: Config, workloads: Workloads, workload: str) -> float:
-    check_sizes(config, workloads)
+    check_fits(config, workloads)
     size, m = workloads.latent_size, workloads.context_len
     if workload == "inference":
         return _forward_flops(config, workloads.batch, size, m)

@@ -135,6 +135,10 @@ class Workloads(FamilyWorkloads):
     num_steps: int = Field(gt=0, description="Euler denoising steps of the inference workload (SmolVLAConfig.num_steps)")
 
 
+def check_fits(config: Config, workloads: Workloads) -> None:
+    """Nothing to cross-check: every size fits every config (RoPE positions are computed, not read
+    from a table, and the prefix K/V may have any length)."""
+
 def parameter_shapes(config: Config) -> dict[str, tuple[int, ...]]:
     """The expert's and the action projections' entries of SmolVLAPolicy.state_dict()."""
     h, d, inter = config.hidden_size, config.head_dim, config.intermediate_size

@@ -32,6 +32,15 @@ def load_adapter(framework: str) -> tuple[ModuleType, str]:
         raise unknown_name("framework", framework, known_packages())
     adapter = importlib.import_module(module_name)
     if variant not in adapter.VARIANTS:
-        names = [f"{framework.partition('-')[0]}{'-' + v if v else ''}" for v in adapter.VARIANTS]
-        raise unknown_name("framework", framework, names)
+        raise unknown_name("framework", framework, variant_names(framework.partition("-")[0], adapter))
     return adapter, variant
+
+
+def variant_names(package: str, adapter: ModuleType) -> list[str]:
+    """`torch`, `torch-compile`: the framework names of a package, one per variant it declares."""
+    return [f"{package}{'-' + v if v else ''}" for v in adapter.VARIANTS]
+
+
+def framework_names() -> list[str]:
+    """Every framework in arena/frameworks, each variant a name of its own."""
+    return [name for package in known_packages() for name in variant_names(package, importlib.import_module(f"{__name__}.{package}"))]

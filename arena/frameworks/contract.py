@@ -1,5 +1,10 @@
 """The contract between the cell runner and a framework adapter. Plain values only; no framework code.
 
+It is declared as data (`ADAPTER`, `family_module_hooks`) and checked by `check_adapter`, which
+tests/test_contracts.py runs on every package under arena/frameworks: a missing or misspelt name, a
+wrong signature, or a family that a framework neither implements nor declares in UNSUPPORTED fails the
+suite. The reference every verdict compares with is `REFERENCE_FRAMEWORK`.
+
 An adapter package `arena/frameworks/<fw>/__init__.py` declares:
 
     DISTRIBUTION: str                 the pip distribution whose version identifies the framework
@@ -22,17 +27,20 @@ and, for the result's code fingerprint (arena/run/fingerprint.py), what the pack
                                       version can change its numbers
     BINARIES: tuple[str, ...]         (optional) compiled extension modules it loads, hashed by file
 
-and one module per family, `arena/frameworks/<fw>/<family>.py`, with the same four functions:
+and one module per family, `arena/frameworks/<fw>/<family>.py`, for every family it does not declare
+unsupported as a whole (one it does declare has no module), with the same four functions:
 
     build(config, weights: dict[str, np.ndarray], ctx: BuildContext) -> model   (framework object)
     inference(model, inputs) -> Step
     latency(model, inputs) -> Step
     training(model, inputs) -> Step
 
+less any workload declared unsupported for the family in every variant (it is never called).
+
 A runtime that compiles static-shape artifacts ahead of time (ONNX export, a llama.cpp context sized
 to the prompt) declares a fourth parameter, `build(config, weights, ctx, inputs)`: it then receives
 the exact inputs of every workload it will run ({workload: {name: array}}), the same arrays its steps
-get later. Such a model may carry `conversion` (`arena.results.schema.Conversion`), recorded under
+get later. Such a model may carry `conversion` (a `Conversion` below), recorded in the result under
 prepare; `arena/frameworks/conversion.py` caches conversions in `ctx.convert_dir`. `build_model` below is
 how callers (the cell, test adapters) call either form.
 
@@ -44,14 +52,25 @@ gradients as `grad/<official tensor name>` in PyTorch layout.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from arena.families import known_families
+from arena.families.base import WORKLOADS
+from arena.hooks import Hook, function, problems, require, value
+
+
+# The framework every verdict compares with (PyTorch eager, fp32, on the CPU; see arena/run/cell.py),
+# and the one every report's ratios are to.
+REFERENCE_FRAMEWORK = "torch"
 
 # A cell's dtype -> the array dtype name every framework understands (torch, numpy/ml_dtypes, jnp, mx).
 DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -80,6 +99,20 @@ class Probe(BaseModel):
     settings: dict[str, Any] = {}
 
 
+class Conversion(BaseModel):
+    """What a runtime fed by a conversion (ONNX export, GGUF writing) needed before it could load: the
+    tool and its versions, how long the conversion took when it was made, and whether this cell reused
+    a cached one. Never part of build_ms / total_ms, so those compare between a cold and a cached run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tool: str
+    ms: float = Field(description="wall time of the conversion when it was made")
+    cached: bool = Field(description="reused from the conversion cache (spec hash + weights hash + tool versions)")
+    bytes: int = Field(description="size of the converted files")
+    files: list[str] = Field(default_factory=list)
+
+
 @dataclass
 class Step:
     run: Callable[[], Any]
@@ -106,3 +139,63 @@ def build_model(build: Callable, config: Any, weights: dict[str, np.ndarray], ct
     if "inputs" in inspect.signature(build).parameters:
         return build(config, weights, ctx, inputs)
     return build(config, weights, ctx)
+
+
+ADAPTER = (
+    value("DISTRIBUTION", str),
+    value("INSTALL_HINT", str),
+    value("VARIANTS", dict),
+    value("UNSUPPORTED", dict),
+    function("probe", ("ctx",)),
+    function("process_env", ("ctx",), required=False),
+    function("peak_device_memory", ("ctx", "reset"), required=False),
+    value("SOURCES", tuple, required=False),
+    value("DISTRIBUTIONS", tuple, required=False),
+    value("BINARIES", tuple, required=False),
+)
+
+
+def family_module_hooks(unsupported: dict[str, str], family: str) -> tuple[Hook, ...]:
+    """What `<fw>/<family>.py` defines: `build`, and a function per workload not declared unsupported."""
+    build = function("build", ("config", "weights", "ctx"), ("config", "weights", "ctx", "inputs"))
+    return (build, *(function(w, ("model", "inputs")) for w in WORKLOADS if not unsupported_reason(unsupported, family, w)))
+
+
+def check_adapter(package: ModuleType) -> None:
+    """Raise a ContractError naming every way an adapter package, or one of its family modules,
+    differs from the contract. Imports each family module, so the framework has to be installed."""
+    found = problems(package, ADAPTER)
+    unsupported = getattr(package, "UNSUPPORTED", {})
+    found += unsupported_key_problems(unsupported, getattr(package, "VARIANTS", {}))
+    for family in known_families():
+        name = f"{package.__name__}.{family}"
+        declared = unsupported_reason(unsupported, family)
+        if importlib.util.find_spec(name) is None:
+            if not declared:
+                found.append(f"{family}: no module {name}, and not declared in UNSUPPORTED")
+        elif declared:
+            found.append(f"{family}: declared in UNSUPPORTED, so {name} is never run")
+        else:
+            module = importlib.import_module(name)
+            hooks = family_module_hooks(unsupported, family)
+            found += [f"{family}.{p}" for p in problems(module, hooks)]
+            found += [f"{family}.{w}: declared unsupported, so never called" for w in WORKLOADS
+                      if hasattr(module, w) and w not in {h.name for h in hooks}]
+    require(package, found)
+
+
+def unsupported_key_problems(unsupported: dict[str, str], variants: dict[str, str]) -> list[str]:
+    """UNSUPPORTED keys that name no variant, family or workload (such a key would declare nothing)."""
+    found = []
+    for key, reason in unsupported.items():
+        variant, _, what = key.rpartition(":")
+        family, _, workload = what.partition("/")
+        if variant and variant not in variants:
+            found.append(f"UNSUPPORTED[{key!r}]: no variant {variant!r}")
+        if family not in (*known_families(), "*") or (family == "*" and not workload):
+            found.append(f"UNSUPPORTED[{key!r}]: {family!r} is no family (nor '*' with a workload)")
+        if workload and workload not in WORKLOADS:
+            found.append(f"UNSUPPORTED[{key!r}]: {workload!r} is no workload")
+        if not isinstance(reason, str) or not reason:
+            found.append(f"UNSUPPORTED[{key!r}]: the reason is missing")
+    return found

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from arena import cache
-from arena.results.schema import Conversion
+from arena.frameworks.contract import Conversion
 
 RECORD = "conversion.json"
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from itertools import groupby
 
+from arena.frameworks.contract import REFERENCE_FRAMEWORK
 from arena.results.schema import Conversion, Metrics, Result, WorkloadMetrics
 from arena.results.stats import caveats
 
-COLUMNS = ("framework", "device", "status", "convert", "prepare", "inference", "latency", "training", "GFLOP/s", "peak mem", "× torch", "verdict")
+COLUMNS = ("framework", "device", "status", "convert", "prepare", "inference", "latency", "training", "GFLOP/s", "peak mem", f"× {REFERENCE_FRAMEWORK}", "verdict")
 WORKLOADS = ("inference", "latency", "training")
-BASELINE = "torch"  # ratios are to PyTorch eager on the same device and dtype
 
 
 def print_summary(results: list[Result], out=print) -> None:
@@ -17,8 +17,9 @@ def print_summary(results: list[Result], out=print) -> None:
     platforms = {r.system.platform_id for r in results}
     key = lambda r: (r.model, r.preset, r.system.platform_id)  # noqa: E731
     for (model, preset, platform), group in groupby(sorted(results, key=key), key=key):
-        group = sorted(group, key=lambda r: (r.framework != BASELINE, r.framework, r.device, r.dtype))
-        baselines = {(r.device, r.dtype): r for r in group if r.framework == BASELINE}
+        group = sorted(group, key=lambda r: (r.framework != REFERENCE_FRAMEWORK, r.framework, r.device, r.dtype))
+        # ratios are to the reference framework on the same device and dtype
+        baselines = {(r.device, r.dtype): r for r in group if r.framework == REFERENCE_FRAMEWORK}
         rows = [_row(r, baselines.get((r.device, r.dtype))) for r in group]
         widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(COLUMNS)]
         out(f"\n{model} ({preset})" + (f" on {platform}" if len(platforms) > 1 else ""))

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from arena.frameworks.contract import Conversion  # a framework's record, kept in the result
+
 SCHEMA_VERSION = 2
 # Fewer timed calls than this give no confidence interval: a bootstrap of 3 values resamples those 3
 # values, so its "interval" is their range under another name and says nothing about the next run.
@@ -58,18 +60,6 @@ class WorkloadMetrics(Model):
     peak_rss_bytes: int | None = Field(None, description="peak resident memory of the process while this workload ran (sampled beside its untimed calls, read after each timed one)")
     peak_device_memory_bytes: int | None = Field(None, description="peak accelerator memory while this workload ran (None on the CPU)")
     problems: list[str] = Field(default_factory=list, description="timing-validity problems (e.g. recompilation)")
-
-
-class Conversion(Model):
-    """What a runtime fed by a conversion (ONNX export, GGUF writing) needed before it could load: the
-    tool and its versions, how long the conversion took when it was made, and whether this cell reused
-    a cached one. Never part of build_ms / total_ms, so those compare between a cold and a cached run."""
-
-    tool: str
-    ms: float = Field(description="wall time of the conversion when it was made")
-    cached: bool = Field(description="reused from the conversion cache (spec hash + weights hash + tool versions)")
-    bytes: int = Field(description="size of the converted files")
-    files: list[str] = Field(default_factory=list)
 
 
 class Prepare(Model):

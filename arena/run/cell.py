@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from arena.frameworks.contract import REFERENCE_FRAMEWORK
 from arena.results.schema import System
 
 
@@ -29,7 +30,7 @@ class Cell(BaseModel):
     @property
     def is_reference(self) -> bool:
         """The eager fp32 CPU PyTorch cell: the one every other cell is compared with."""
-        return self.framework == "torch" and self.device == "cpu" and self.dtype == "fp32"
+        return self.framework == REFERENCE_FRAMEWORK and self.device == "cpu" and self.dtype == "fp32"
 
 
 class CellJob(BaseModel):

@@ -37,11 +37,11 @@ from types import ModuleType
 
 import arena
 from arena.frameworks import load_adapter
+from arena.frameworks.contract import REFERENCE_FRAMEWORK
 from arena.results.schema import Fingerprint
 from arena.specs.schema import Tolerances
 
 SOURCE_ROOT = Path(arena.__file__).resolve().parents[1]
-REFERENCE_FRAMEWORK = "torch"  # every verdict compares with its outputs
 SOURCE_SUFFIXES = (".py", ".rs", ".toml")
 ABSENT = "absent"
 

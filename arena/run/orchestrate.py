@@ -29,7 +29,7 @@ from arena import cache, weights
 from arena.errors import unknown_name
 from arena.families.base import WORKLOADS
 from arena.frameworks import load_adapter
-from arena.frameworks.contract import unsupported_reason
+from arena.frameworks.contract import REFERENCE_FRAMEWORK, unsupported_reason
 from arena.results.compare import compare, validate_reference
 from arena.results.schema import SCHEMA_VERSION, Correctness, Fingerprint, Result, System
 from arena.results.store import read_result, result_path, write_json_atomic
@@ -73,7 +73,7 @@ def plan(config: RunConfig) -> Run:
         if config.preset not in spec.presets:
             raise unknown_name(f"preset of {spec.name}", config.preset, spec.presets)
     # The reference framework first, so a model's reference exists before the cells compared with it.
-    frameworks = sorted(config.selected_frameworks, key=lambda f: f != "torch")
+    frameworks = sorted(config.selected_frameworks, key=lambda f: f != REFERENCE_FRAMEWORK)
     cells = [
         Cell(model=name, preset=config.preset, framework=fw, device=config.devices.get(fw, "cpu"), dtype=config.dtype)
         for name in specs
@@ -203,7 +203,7 @@ def judge(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, result: R
     if cell.is_reference:
         cache.install_file(artifact, reference_file)
     elif not cache.reusable(reference_file, "reference outputs", "running the reference again"):
-        reference_cell = Cell(model=cell.model, preset=cell.preset, framework="torch", device="cpu", dtype="fp32")
+        reference_cell = Cell(model=cell.model, preset=cell.preset, framework=REFERENCE_FRAMEWORK, device="cpu", dtype="fp32")
         ref = run_cell(run, reference_cell, spec, weights_file, system, mode="reference")
         ref_artifact = cell_file(run, reference_cell, system, "reference", ".npz")
         if ref.status != "ok" or not ref_artifact.exists():

@@ -37,6 +37,15 @@ def describe() -> System:
     )
 
 
+def detect_matrix() -> str:
+    """The matrix for this machine: apple on Apple Silicon, nvidia where an NVIDIA GPU is visible, cpu otherwise."""
+    if platform.system() == "Darwin" and platform.machine() == "arm64":
+        return "apple"
+    if shutil.which("nvidia-smi"):
+        return "nvidia"
+    return "cpu"
+
+
 def default_threads() -> int:
     """Physical cores: hyper-threads rarely help dense kernels, and every framework gets the same."""
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1

@@ -38,10 +38,9 @@ def load_spec(path: Path) -> ModelSpec:
         raise SpecError(_describe(path, err, spec_model_for(family))) from None
     if spec.name != path.stem:
         raise SpecError(f"{path}: name = {spec.name!r}: must equal the file name ({path.stem!r})")
-    check_fits = getattr(load_family(family), "check_fits", None)
-    for preset_name, preset in spec.presets.items() if check_fits else ():
+    for preset_name, preset in spec.presets.items():
         try:
-            check_fits(preset.config, preset.workloads)
+            load_family(family).check_fits(preset.config, preset.workloads)
         except ValueError as err:
             raise SpecError(f"{path}: presets.{preset_name}.workloads: {err}") from None
     return spec

@@ -1,12 +1,13 @@
 """A framework adapter that misbehaves on purpose, to test that the runner records each failure.
 
-Used as framework `tests.faults-<variant>`. The `perturb`, `nan` and `bn_momentum` variants run a real
-implementation (PyTorch's; `perturb-<framework>` another framework's) with one weight scaled by 1.01
-(the largest floating tensor, or $ARENA_TEST_PERTURB), with NaN outputs, or with BatchNorms that move
-their running statistics twice as far, so they test the comparison, not a mock of it.
+Used as framework `tests.faults-<variant>`. The `perturb-<package>`, `nan` and `bn_momentum` variants
+run a real implementation (`perturb-<package>` that of every package in arena/frameworks, in its plain
+variant; the others PyTorch's) with one weight scaled by 1.01 (the largest floating tensor, or
+$ARENA_TEST_PERTURB), with NaN outputs, or with BatchNorms that move their running statistics twice as
+far, so they test the comparison, not a mock of it.
 """
 
-from arena.frameworks import load_adapter
+from arena.frameworks import known_packages, load_adapter
 from arena.frameworks.contract import BuildContext, Probe
 
 DISTRIBUTION = "numpy"
@@ -18,16 +19,10 @@ VARIANTS = {
     "hang": "build sleeps forever",
     "exit": "training calls os._exit(3) after inference succeeded",
     "trainerror": "the torch reference whose training step raises (inference and latency succeed)",
-    "perturb": "torch reference with one weight scaled by 1.01",
     "nan": "torch reference whose inference outputs are NaN",
     "bn_momentum": "torch reference whose BatchNorms move their running statistics with momentum 0.2, not 0.1",
-    "perturb-jax": "the JAX implementation with one weight scaled by 1.01",
-    "perturb-mlx": "the MLX implementation with one weight scaled by 1.01",
-    "perturb-onnxruntime": "the ONNX Runtime path (export included) with one weight scaled by 1.01",
-    "perturb-ggml": "the llama.cpp / whisper.cpp path (conversion included) with one weight scaled by 1.01",
-    "perturb-candle": "the Candle implementation (Rust extension) with one weight scaled by 1.01",
-    "perturb-burn": "the Burn implementation (Rust extension) with one weight scaled by 1.01",
-}
+} | {f"perturb-{package}": f"the {package} implementation (its conversion, if any, included) with one weight scaled by 1.01"
+     for package in known_packages()}
 
 
 def wrapped_unsupported(variants) -> dict[str, str]:

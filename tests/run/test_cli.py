@@ -57,7 +57,7 @@ def test_unknown_model_is_a_clear_error(tmp_path, shared_cache):
 
 
 def test_default_matrix_is_chosen_for_this_machine(tmp_path, shared_cache):
-    from arena.__main__ import detect_matrix
+    from arena.run.system import detect_matrix
 
     run = arena("--cfg", "job", cwd=tmp_path, cache=shared_cache)
     assert run.returncode == 0, run.stderr

@@ -10,8 +10,8 @@ pytest.importorskip("torch")
 @pytest.mark.slow
 def test_reference_is_computed_on_demand_and_cached(run_matrix, tmp_path):
     cache = tmp_path / "fresh-cache"
-    results = run_matrix(["smollm2-135m"], ["tests.faults-plain", "tests.faults-perturb"], cache_dir=cache)
-    plain, perturbed = results["smollm2-135m:tests.faults-plain"], results["smollm2-135m:tests.faults-perturb"]
+    results = run_matrix(["smollm2-135m"], ["tests.faults-plain", "tests.faults-perturb-torch"], cache_dir=cache)
+    plain, perturbed = results["smollm2-135m:tests.faults-plain"], results["smollm2-135m:tests.faults-perturb-torch"]
     assert plain.correctness.verdict == "pass", plain.correctness.reason
     assert perturbed.correctness.verdict == "fail"
     assert plain.correctness.reference == perturbed.correctness.reference

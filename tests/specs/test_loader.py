@@ -128,14 +128,24 @@ def test_new_family_member_is_one_yaml_file(tmp_path):
     assert specs["smollm2-360m"].presets["full"].config.kv_dim_per_head == 64
 
 
-def test_config_and_workloads_are_cross_checked(tmp_path):
-    raw = yaml.safe_load((REPO / "specs" / "models" / "whisper-tiny.yaml").read_text())
-    raw["presets"]["tiny"]["workloads"]["decoder_len"] = 10_000
-    path = tmp_path / "whisper-tiny.yaml"
+MISFITS = [
+    # (spec, preset, workload sizes that do not fit its config, what the family's check_fits says)
+    ("whisper-tiny", "tiny", {"decoder_len": 10_000}, "decoder_len (10000) + 1 must not exceed max_target_positions (32)"),
+    ("smollm2-135m", "tiny", {"prompt_len": 256}, "prompt_len (256) + 1 must not exceed max_position_embeddings (256)"),
+    ("sd15-unet", "full", {"latent_size": 63}, "latent_size (63) must be divisible by 2**(len(block_out_channels) - 1) (8)"),
+    ("resnet-50", "tiny", {"batch": 1, "image_size": 16}, "batch (1) x the last stage's 1x1 pixels at image_size (16) must be at least 2"),
+]
+
+
+@pytest.mark.parametrize("name,preset,sizes,phrase", MISFITS, ids=[m[0] for m in MISFITS])
+def test_config_and_workloads_are_cross_checked(tmp_path, name, preset, sizes, phrase):
+    raw = yaml.safe_load((REPO / "specs" / "models" / f"{name}.yaml").read_text())
+    raw["presets"][preset]["workloads"].update(sizes)
+    path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(SpecError) as err:
         load_spec(path)
-    assert f"{path}: presets.tiny.workloads: decoder_len (10000)" in str(err.value)
+    assert f"{path}: presets.{preset}.workloads: {phrase}" in str(err.value)
 
 
 @pytest.mark.parametrize("name", SPEC_NAMES)

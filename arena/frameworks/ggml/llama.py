@@ -16,10 +16,9 @@ import llama_cpp
 import numpy as np
 
 from arena.families.llama import Config
-from arena.frameworks.contract import BuildContext, Step
+from arena.frameworks.contract import BuildContext, Conversion, Step
 from arena.frameworks.conversion import cached_conversion, conversion_folder
 from arena.frameworks.ggml import GPU_DEVICES, gguf_llama
-from arena.results.schema import Conversion
 
 GGUF_FILE = "model-f32.gguf"
 

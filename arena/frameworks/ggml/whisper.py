@@ -45,10 +45,9 @@ from pathlib import Path
 import numpy as np
 
 from arena.families.whisper import Config
-from arena.frameworks.contract import BuildContext, Step
+from arena.frameworks.contract import BuildContext, Conversion, Step
 from arena.frameworks.conversion import cached_conversion, conversion_folder
 from arena.frameworks.ggml import whisper_cpp
-from arena.results.schema import Conversion
 
 MODEL_FILE = "ggml-model-f16.bin"
 # The full decode's last row vs the token-by-token one, relative to max |logit|. Both are whisper.cpp's

@@ -12,10 +12,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from arena.frameworks.contract import BuildContext, Step
+from arena.frameworks.contract import BuildContext, Conversion, Step
 from arena.frameworks.conversion import cached_conversion, conversion_folder
 from arena.frameworks.onnxruntime import providers
-from arena.results.schema import Conversion
 
 EXPORTER_DISTRIBUTIONS = ("torch", "onnxscript", "onnx")
 

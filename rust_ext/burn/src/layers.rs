@@ -147,7 +147,10 @@ impl Last {
             Last::Empty => Err(arena_common::Error("fetch before run".into())),
             Last::Outputs(outputs) => to_host(outputs),
             Last::Training { loss, grads, outputs } => {
-                let mut arrays = loaded.gradients(grads)?;
+                let mut arrays = Arrays::new();
+                for (name, gradient) in loaded.gradients(grads)? {
+                    arrays.insert(format!("grad/{name}"), host(gradient)?);
+                }
                 arrays.insert("loss".into(), HostArray::f32(vec![], vec![*loss])?);
                 arrays.extend(to_host(outputs)?);
                 Ok(arrays)

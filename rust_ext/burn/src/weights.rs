@@ -8,7 +8,8 @@
 //!
 //! Gradients: the tracked module is mapped to one whose parameters hold their gradients and collected
 //! with `BurnToPyTorchAdapter`, so gradients leave by the same names and in the same layout as the
-//! weights came in ([out, in] Linear weights, weight/bias norms).
+//! weights came in ([out, in] Linear weights, weight/bias norms). They leave as Burn data; `layers.rs`
+//! makes the host arrays, so this module uses nothing else of the crate.
 //!
 //! An enum in a module tree (a layer whose type the config picks, e.g. the UNet's Conv2d-or-Linear
 //! projections) adds nothing to a path: its variant name is not part of the official name.
@@ -17,7 +18,6 @@ use std::collections::BTreeSet;
 
 use arena_common::{Arrays, Error, HostArray, HostData, Result};
 
-use crate::layers::host;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::store::{bridge, ApplyError, BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter};
 use burn::tensor::{Gradients, Tensor, TensorData};
@@ -69,25 +69,25 @@ impl<M: Module> Loaded<M> {
         &self.names
     }
 
-    /// `grad/<official name>` for every parameter that requires a gradient, in PyTorch layout. A
+    /// (official name, gradient) for every parameter that requires a gradient, in PyTorch layout. A
     /// trainable parameter without a gradient is an error (it would pass unnoticed otherwise).
-    pub fn gradients(&self, grads: &Gradients) -> Result<Arrays> {
+    pub fn gradients(&self, grads: &Gradients) -> Result<Vec<(String, TensorData)>> {
         let mut mapper = GradMapper { grads, path: Vec::new(), frozen: BTreeSet::new(), missing: Vec::new() };
         let grad_module = self.train.clone().map(&mut mapper);
         if !mapper.missing.is_empty() {
             let names: Vec<String> = mapper.missing.iter().map(|p| official_name(p, self.renames)).collect();
             return Err(Error(format!("no gradient reached {}", names.join(", "))));
         }
-        let mut arrays = Arrays::new();
+        let mut gradients = Vec::new();
         for tensor in grad_module.collect(None, Some(Box::new(BurnToPyTorchAdapter)), SKIP_ENUM_VARIANTS) {
             if mapper.frozen.contains(&tensor.name) {
                 continue;
             }
             let name = official_name(&tensor.name, self.renames);
             let data = bridge::into_data(tensor).map_err(|e| Error(format!("{name}: {e:?}")))?;
-            arrays.insert(format!("grad/{name}"), host(data)?);
+            gradients.push((name, data));
         }
-        Ok(arrays)
+        Ok(gradients)
     }
 }
 
