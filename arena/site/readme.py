@@ -19,8 +19,9 @@ from itertools import groupby
 from pathlib import Path
 
 from arena.errors import ArenaError
+from arena.frameworks.contract import REFERENCE_FRAMEWORK
 from arena.results.compare import worst_margin
-from arena.results.report import BASELINE, format_peak_memory, format_ratios, format_workload, verdict_label
+from arena.results.report import format_peak_memory, format_ratios, format_workload, verdict_label
 from arena.site.collect import Entry, by_group, describe_platform, group_title, label, load_entries, ranked
 from arena.specs import DEFAULT_SPECS_DIR, load_specs
 
@@ -101,7 +102,7 @@ def model_table(entries: Sequence[Entry]) -> list[str]:
     order = ranked(entries)
     rank = {id(e): i for i, e in enumerate(order, 1)}
     order += sorted((e for e in entries if id(e) not in rank), key=lambda e: (e.result.status != "ok", label(e.result)))
-    baselines = {(e.result.device, e.result.dtype): e.result for e in entries if e.result.framework == BASELINE and not e.stale}
+    baselines = {(e.result.device, e.result.dtype): e.result for e in entries if e.result.framework == REFERENCE_FRAMEWORK and not e.stale}
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for e in order:
         r, m = e.result, e.result.metrics
