@@ -24,6 +24,7 @@ VARIANTS = {
     "perturb-jax": "the JAX implementation with one weight scaled by 1.01",
     "perturb-mlx": "the MLX implementation with one weight scaled by 1.01",
     "perturb-onnxruntime": "the ONNX Runtime path (export included) with one weight scaled by 1.01",
+    "perturb-openvino": "the OpenVINO path (ONNX export and IR conversion included) with one weight scaled by 1.01",
     "perturb-ggml": "the llama.cpp / whisper.cpp path (conversion included) with one weight scaled by 1.01",
     "perturb-candle": "the Candle implementation (Rust extension) with one weight scaled by 1.01",
     "perturb-burn": "the Burn implementation (Rust extension) with one weight scaled by 1.01",

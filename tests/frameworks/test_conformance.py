@@ -86,24 +86,25 @@ def test_resnet_with_a_wrong_batchnorm_momentum_fails(run_matrix):
 
 
 def runtime_cells() -> list[tuple[str, str]]:
-    """(framework, model) for the inference runtimes: ONNX Runtime for every spec, GGML for the families
-    it declares supported."""
+    """(framework, model) for the inference runtimes: ONNX Runtime and OpenVINO for every spec, GGML for
+    the families it declares supported."""
     from arena.frameworks import load_adapter
     from arena.frameworks.contract import unsupported_reason
     from arena.specs import load_spec, spec_files
 
     ggml, _ = load_adapter("ggml")
     families = {p.stem: load_spec(p).family for p in spec_files()}
-    return [("onnxruntime", m) for m in SPEC_NAMES] + [("ggml", m) for m in SPEC_NAMES if not unsupported_reason(ggml.UNSUPPORTED, families[m])]
+    return ([("onnxruntime", m) for m in SPEC_NAMES] + [("ggml", m) for m in SPEC_NAMES if not unsupported_reason(ggml.UNSUPPORTED, families[m])]
+            + [("openvino", m) for m in SPEC_NAMES])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("framework", "model"), runtime_cells())
 def test_runtime_passes_and_a_perturbed_weight_fails(run_matrix, framework, model):
-    """A deployment runtime fed by a conversion (ONNX export, GGUF / GGML file): outputs of inference
+    """A deployment runtime fed by a conversion (ONNX export, IR, GGUF / GGML file): outputs of inference
     and the KV-cache decode step match the reference; training is unsupported with its reason; the
     conversion is recorded. The same path with one weight scaled by 1.01 (converted afresh) fails."""
-    pytest.importorskip({"onnxruntime": "onnxruntime", "ggml": "llama_cpp"}[framework])
+    pytest.importorskip({"onnxruntime": "onnxruntime", "ggml": "llama_cpp", "openvino": "openvino"}[framework])
     cell = run_with_perturbed(run_matrix, model, framework, ("inference/", "latency/"))
     assert cell.metrics.training.status == "unsupported" and cell.metrics.training.reason
     conversion = cell.metrics.prepare.conversion
