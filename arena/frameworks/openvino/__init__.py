@@ -21,7 +21,11 @@ dtype: the CPU plugin computes in bf16 by default wherever the CPU has AVX512-BF
 machine's does), so an fp32 cell must ask for f32. Inputs are bound to the request once; each timed
 call is `infer()`, which returns when the outputs are written. Every setting, as the compiled model
 reports it back, is in the result's settings; a compiled model whose precision is not the one asked
-for is an error.
+for is an error. Where each practice is documented (docs.openvino.ai/2025/openvino-workflow/...):
+running-inference/optimize-inference/high-level-performance-hints.html (hints over low-level settings),
+.../optimize-inference/precision-control.html (bf16 by default where the CPU has it; f32 on request),
+.../inference-devices-and-modes/cpu-device/performance-hint-and-thread-scheduling.html (threads),
+model-preparation/conversion-parameters.html (save_model compresses weights to fp16 by default).
 """
 
 from __future__ import annotations
