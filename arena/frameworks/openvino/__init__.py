@@ -7,8 +7,8 @@ opset 20, traced from the reference modules). The ONNX front-end is OpenVINO's l
 those graphs are already the verified deployment graphs of the five families (KV-cache decode with past
 K/V in and present K/V out, the VLA denoise step), and the export is shared: the cell's conversion
 folder holds it once for ONNX Runtime and OpenVINO alike. The PyTorch front-end would trace the same
-wrappers a second time through TorchScript and add its own op coverage to what is tested, for the same
-graphs. The ONNX graphs go through `openvino.convert_model` and are saved as IR (`.xml` + `.bin`,
+wrappers a second time (TorchScript or torch.export, its own op translations) for the same graphs, and
+the export, the slow part of the conversion, would no longer be shared. The ONNX graphs go through `openvino.convert_model` and are saved as IR (`.xml` + `.bin`,
 `compress_to_fp16=False`: `save_model` halves weights by default), which is what a deployment ships
 and what the plugin reads fastest; `convert` records both steps (openvino/convert.py).
 
@@ -17,8 +17,8 @@ Execution, as OpenVINO's performance guide has it: IR read, reshaped to the work
 one compiled when its step is set up), compiled with `PERFORMANCE_HINT=LATENCY` (one stream: every
 timed call is one synchronous request, which a THROUGHPUT hint would split across streams it cannot
 fill), `INFERENCE_NUM_THREADS` = the cell's threads and `INFERENCE_PRECISION_HINT` set from the cell's
-dtype: the CPU plugin computes in bf16 by default wherever the CPU has AVX512-BF16 or AMX (this
-machine's does), so an fp32 cell must ask for f32. Inputs are bound to the request once; each timed
+dtype: the CPU plugin computes in bf16 by default wherever the CPU has AVX512-BF16 or AMX, so an fp32
+cell must ask for f32 (a bf16 cell gets bf16 and is judged by the spec's bf16 tolerances). Inputs are bound to the request once; each timed
 call is `infer()`, which returns when the outputs are written. Every setting, as the compiled model
 reports it back, is in the result's settings; a compiled model whose precision is not the one asked
 for is an error. Where each practice is documented (docs.openvino.ai/2025/openvino-workflow/...):
