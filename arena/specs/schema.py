@@ -92,6 +92,10 @@ class Fp64Difference(Strict):
         None, ge=0, description="worst ||fp32 - fp64|| / ||fp64|| over the elements of a tensor the verdict samples: for a tied embedding "
         "mostly rows of tokens the input lacks, whose small entries carry a larger relative error than the whole tensor"
     )
+    grad_projection_rel: float | None = Field(
+        None, ge=0, description="worst max_k |<fp32 - fp64, r_k>| / ||fp64|| over a tensor's seeded projections: the statistic the verdict "
+        "bounds by projection_rel. About grad_rel_l2 times the largest of the |N(0, 1)| draws, so 2-3x grad_rel_l2 where one tensor dominates"
+    )
 
 
 class Tolerances(Strict):
