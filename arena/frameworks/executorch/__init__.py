@@ -10,6 +10,13 @@ programs carry one method per batch size. KV-cache decode steps take the past K/
 the present K/V, as in the ONNX graphs (the same wrapper modules, arena/frameworks/onnxruntime/export/).
 Operators the XNNPACK partitioner leaves out run on ExecuTorch's portable/optimized CPU kernels and are
 listed per method in the model's settings (`not_delegated`).
+
+Not ExecuTorch's own LLM export path (executorch/examples/models/llama, smollm2): it exports ExecuTorch's
+Llama re-implementation (llama_transformer.py, weights converted from torchtune's layout, which needs
+torchtune) with the KV cache as in-place mutable buffers of a fixed context length and its own SDPA, so a
+cell would measure and verify that model, not the reference module every other framework is checked
+against; and it has no Whisper decoder with a cache (examples/models/whisper exports a cacheless
+decoder's hidden states).
 """
 
 from __future__ import annotations
