@@ -8,8 +8,8 @@ weights, versions and converting code (`arena/frameworks/conversion.py`) and rec
 `prepare`. Every method has static shapes (XNNPACK plans its memory for them): the ResNet and UNet
 programs carry one method per batch size. KV-cache decode steps take the past K/V as inputs and return
 the present K/V, as in the ONNX graphs (the same wrapper modules, arena/frameworks/onnxruntime/export/).
-Operators the XNNPACK partitioner leaves out run on ExecuTorch's portable/optimized CPU kernels and are
-listed per method in the model's settings (`not_delegated`).
+Operators the XNNPACK partitioner leaves out run on ExecuTorch's own CPU kernels instead and are listed
+per method in the model's settings (`not_delegated`).
 
 Not ExecuTorch's own LLM export path (executorch/examples/models/llama, smollm2): it exports ExecuTorch's
 Llama re-implementation (llama_transformer.py, weights converted from torchtune's layout, which needs
@@ -74,9 +74,9 @@ def probe(ctx: BuildContext) -> Probe:
         return Probe(available=False, reason="the programs are exported in fp32 only", version=version)
     if BACKENDS[device] not in registered:
         return Probe(available=False, reason=f"{BACKENDS[device]} is not in this executorch build; it has {registered}", version=version)
-    # XNNPACK and the optimized CPU kernels run on ExecuTorch's one process-wide pthreadpool, sized by
-    # default to the machine's cores. Resizing it is safe only before any delegate holds it: here, before
-    # a program is loaded.
+    # XNNPACK runs on ExecuTorch's one process-wide pthreadpool (its XNNCompiler creates every runtime
+    # with get_pthreadpool()), sized by default from the machine's cores. Resizing it is safe only before
+    # a delegate holds it: here, before any program is loaded.
     runtime_lib._unsafe_reset_threadpool(ctx.threads)
     settings = {
         "exporter": "torch.export.export (non-strict), eval mode, no_grad",

@@ -93,7 +93,7 @@ def code_digest(folder: Path) -> str:
 
 def convert(graphs: list, folder: Path) -> None:
     """Every graph exported as one method of `<folder>/model.pte`, lowered to XNNPACK; beside it each
-    method's input and output names and the operators left to the portable/optimized kernels."""
+    method's input and output names and the operators left to ExecuTorch's own CPU kernels."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
@@ -107,7 +107,8 @@ def convert(graphs: list, folder: Path) -> None:
     lowered = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
     for name, signature in signatures.items():
         signature["not_delegated"] = not_delegated(lowered.exported_program(name).graph)
-    (folder / PROGRAM).write_bytes(lowered.to_executorch().buffer)
+    with open(folder / PROGRAM, "wb") as file:
+        lowered.to_executorch().write_to_file(file)  # streamed: no second in-memory copy of the weights
     (folder / METHODS).write_text(json.dumps(signatures, indent=1))
 
 
@@ -115,5 +116,6 @@ def not_delegated(graph: torch.fx.Graph) -> dict[str, int]:
     """Operators the partitioner left in the method's own graph (each run by an ExecuTorch CPU kernel,
     outside XNNPACK), with their counts; the delegate calls and the reads of their outputs excluded."""
     delegate = torch.ops.higher_order.executorch_call_delegate
-    ops = Counter(n.target.name() for n in graph.nodes if n.op == "call_function" and n.target is not delegate and n.target is not operator.getitem)
+    calls = (n.target for n in graph.nodes if n.op == "call_function")
+    ops = Counter(target.name() for target in calls if target is not delegate and target is not operator.getitem)
     return dict(sorted(ops.items()))
