@@ -23,9 +23,8 @@ import numpy as np
 import torch
 from executorch.runtime import Runtime
 
-from arena.frameworks.contract import BuildContext, Step
+from arena.frameworks.contract import BuildContext, Conversion, Step
 from arena.frameworks.conversion import cached_conversion, conversion_folder
-from arena.results.schema import Conversion
 
 CONVERTER_DISTRIBUTIONS = ("executorch", "torch", "torchao")
 WRAPPERS = Path(__file__).parents[1] / "onnxruntime" / "export"  # the wrapper modules the programs are traced from
