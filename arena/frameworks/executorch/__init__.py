@@ -9,7 +9,10 @@ weights, versions and converting code (`arena/frameworks/conversion.py`) and rec
 programs carry one method per batch size. KV-cache decode steps take the past K/V as inputs and return
 the present K/V, as in the ONNX graphs (the same wrapper modules, arena/frameworks/onnxruntime/export/).
 Operators the XNNPACK partitioner leaves out run on ExecuTorch's own CPU kernels instead and are listed
-per method in the model's settings (`not_delegated`).
+per method in the model's settings (`not_delegated`) and in the conversion folder's methods.json. The
+cell does not copy a built model's settings into the result yet: that one line in arena/run/child.py
+(branch `executorch`, 5469a6b) changes every cell's fingerprint, so it lands with the next change that
+re-runs the matrix anyway.
 
 Not ExecuTorch's own LLM export path (executorch/examples/models/llama, smollm2): it exports ExecuTorch's
 Llama re-implementation (llama_transformer.py, weights converted from torchtune's layout, which needs
