@@ -44,8 +44,6 @@ def rejudge(results_dir: Path, cache_dir: Path, specs: dict[str, ModelSpec], log
     source, commit = fingerprint.Tree(), git_commit()
     outcomes = []
     for path, result in iter_results(results_dir):
-        if result.status not in JUDGED_STATUSES:
-            continue
         name = str(path.relative_to(results_dir).with_suffix(""))
         action, detail = rejudge_one(path, result, specs, cache_dir, source, commit)
         outcomes.append(Outcome(path=name, action=action, detail=detail))
@@ -63,6 +61,10 @@ def rejudge_one(path: Path, result: Result, specs: dict[str, ModelSpec], cache_d
     updated = fingerprint.rejudged(result.fingerprint, judged_by, source)
     if updated.value == result.fingerprint.value:
         return "current", ""
+    if result.status not in JUDGED_STATUSES:  # no outputs, no verdict: only its judging components move
+        result.fingerprint = updated
+        write_json_atomic(path, result.model_dump(mode="json"))
+        return "rejudged", f"nothing to judge (status {result.status}): judging components brought current"
     cell = Cell(model=result.model, preset=result.preset, framework=result.framework, device=result.device, dtype=result.dtype)
     before = result.correctness
     candidate = dict(np.load(outputs_path(cache_dir, before.outputs)))
@@ -86,6 +88,8 @@ def why_not_rejudgeable(result: Result, specs: dict[str, ModelSpec], cache_dir: 
     if measured:
         return "the code that computes its numbers changed: " + ", ".join(measured)
     c = result.correctness
+    if result.status not in JUDGED_STATUSES:
+        return ""
     if not c.outputs or not outputs_path(cache_dir, c.outputs).exists():
         return f"its outputs are not in {cache_dir / 'outputs'} (judged before outputs were kept, or measured on another machine)"
     if c.verdict != "reference" and not (cache_dir / "reference" / c.reference).exists():
