@@ -27,6 +27,11 @@ COMMITTED = sorted((REPO / "results").rglob("*.json"))
 FIXTURE_FILES = sorted(FIXTURES.rglob("*.json"))
 
 
+def committed_platforms() -> list[str]:
+    """The platforms with committed results (each gets a table on a model page)."""
+    return sorted(p.name for p in (REPO / "results").iterdir() if p.is_dir())
+
+
 def committed_frameworks(model: str, platform: str = "intel-xeon-2c") -> set[str]:
     """Frameworks with a committed full result for a model on a platform (file names: <framework>-<device>-<dtype>)."""
     return {p.stem.rsplit("-", 2)[0] for p in (REPO / "results" / platform / model / "full").glob("*.json")}
