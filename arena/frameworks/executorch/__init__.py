@@ -31,7 +31,7 @@ from arena.frameworks.contract import BuildContext, Probe
 DISTRIBUTION = "executorch"
 # The programs are exported from the PyTorch reference modules; torchao is pinned by executorch.
 DISTRIBUTIONS = ("executorch", "torch", "torchao", "torchvision", "transformers", "diffusers")
-SOURCES = ("arena/frameworks/conversion.py", "arena/frameworks/torch", "arena/frameworks/onnxruntime/export")
+SOURCES = ("arena/frameworks/conversion.py", "arena/frameworks/graph_steps.py", "arena/frameworks/torch", "arena/frameworks/onnxruntime/export")
 INSTALL_HINT = 'pip install -e ".[executorch]"'
 VARIANTS = {"": "torch.export -> to_edge_transform_and_lower(XnnpackPartitioner) -> .pte, run by executorch.runtime (XNNPACK delegate)"}
 # ExecuTorch's training path: torch.export of forward + loss, `_export_forward_backward` (the joint

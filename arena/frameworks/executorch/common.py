@@ -10,6 +10,7 @@ traced only when the conversion is not cached.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.metadata
 import inspect
 import json
@@ -49,15 +50,21 @@ class Model:
         """The method's positional arguments (a torch tensor, such as a prefill's output, passes as a view)."""
         return [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in self.signatures[method]["inputs"]]
 
-    def call(self, method: str, feeds: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Execute a method once (untimed set-up, such as filling a KV cache), outputs by name."""
+    def method_for(self, graph: str, feeds: Mapping[str, np.ndarray | torch.Tensor]) -> str:
+        """The method that runs `graph` on these feeds: a graph with a symbolic batch is one method per batch size."""
+        return graph if graph in self.methods else batched_method(graph, len(next(iter(feeds.values()))))
+
+    def call(self, graph: str, feeds: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Execute a graph's method once (untimed set-up, such as filling a KV cache), outputs by name."""
+        method = self.method_for(graph, feeds)
         out = self.methods[method].execute(self.arguments(method, feeds))
         return dict(zip(self.signatures[method]["outputs"], out, strict=True))
 
-    def step(self, method: str, feeds: Mapping[str, np.ndarray | torch.Tensor], returns: tuple[str, ...]) -> Step:
+    def step(self, graph: str, feeds: Mapping[str, np.ndarray | torch.Tensor], returns: tuple[str, ...]) -> Step:
         """A timed step: the argument tensors are made once, here; `returns` are the outputs compared
         (a decode method's present K/V are computed and copied out every call, but not compared).
         `execute` is synchronous and copies the outputs out of the method's planned memory."""
+        method = self.method_for(graph, feeds)
         executable, arguments = self.methods[method], self.arguments(method, feeds)
         names = self.signatures[method]["outputs"]
 
@@ -65,6 +72,29 @@ class Model:
             return {n: v.numpy().astype(np.float32) for n, v in zip(names, out, strict=True) if n in returns}
 
         return Step(run=lambda: executable.execute(arguments), fetch=fetch)
+
+
+def exported_graphs(family: str) -> Methods:
+    """The family's graphs as the ONNX path exports them, one method each (imported only when converting:
+    the wrappers import torch and the family's reference library)."""
+
+    def graphs(config: Any, weights: dict[str, np.ndarray], inputs: dict[str, dict[str, np.ndarray]], threads: int) -> list:
+        return importlib.import_module(f"arena.frameworks.onnxruntime.export.{family}").graphs(config, weights, inputs, threads)
+
+    return graphs
+
+
+def batched_method(graph: str, batch: int) -> str:
+    return f"{graph}_batch{batch}"
+
+
+def per_batch(graph, feeds_by_workload: list[Mapping[str, np.ndarray]]) -> list:
+    """A graph with a symbolic batch as one static method per batch size its workloads feed it
+    (XNNPACK plans memory for static shapes; two workloads at one batch share a method)."""
+    from arena.frameworks.onnxruntime.export import Graph
+
+    batches = {len(next(iter(feeds.values()))): feeds for feeds in feeds_by_workload}
+    return [Graph(batched_method(graph.name, batch), graph.module, feeds, graph.outputs) for batch, feeds in batches.items()]
 
 
 def converter_versions() -> dict[str, str]:

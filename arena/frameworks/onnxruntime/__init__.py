@@ -14,7 +14,7 @@ from arena.frameworks.contract import BuildContext, Probe
 DISTRIBUTION = "onnxruntime"
 # The graphs are exported from the PyTorch reference modules.
 DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnx", "onnxscript", "torch", "torchvision", "transformers", "diffusers")
-SOURCES = ("arena/frameworks/conversion.py", "arena/frameworks/torch")
+SOURCES = ("arena/frameworks/conversion.py", "arena/frameworks/graph_steps.py", "arena/frameworks/torch")
 INSTALL_HINT = 'pip install -e ".[onnx]" (onnxruntime-gpu instead of onnxruntime for CUDA)'
 VARIANTS = {"": "graphs exported by torch.onnx (dynamo), ORT_ENABLE_ALL graph optimisation, sequential execution"}
 TRAINING = (

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from arena.families.resnet import Config
-from arena.frameworks.contract import BuildContext, Step
+from arena.frameworks import graph_steps
+from arena.frameworks.contract import BuildContext
 from arena.frameworks.onnxruntime import common
 
 
@@ -13,9 +14,5 @@ def build(config: Config, weights: dict[str, np.ndarray], ctx: BuildContext, inp
     return common.build("resnet", config, weights, ctx, inputs)
 
 
-def inference(model: common.Model, inputs: dict[str, np.ndarray]) -> Step:
-    return model.step("model", inputs, returns=("logits",))
-
-
-def latency(model: common.Model, inputs: dict[str, np.ndarray]) -> Step:
-    return inference(model, inputs)  # batch 1: the same graph (symbolic batch)
+# Both workloads: the one graph with a symbolic batch, at the workload's batch (arena/frameworks/graph_steps.py).
+inference = latency = graph_steps.resnet_classify

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from arena.families.unet2d_condition import Config
-from arena.frameworks.contract import BuildContext, Step
+from arena.frameworks import graph_steps
+from arena.frameworks.contract import BuildContext
 from arena.frameworks.onnxruntime import common
 
 
@@ -13,10 +14,5 @@ def build(config: Config, weights: dict[str, np.ndarray], ctx: BuildContext, inp
     return common.build("unet2d_condition", config, weights, ctx, inputs)
 
 
-def inference(model: common.Model, inputs: dict[str, np.ndarray]) -> Step:
-    feeds = {"latents": inputs["sample"], "timestep": inputs["timestep"], "encoder_hidden_states": inputs["encoder_hidden_states"]}
-    return model.step("model", feeds, returns=("sample",))
-
-
-def latency(model: common.Model, inputs: dict[str, np.ndarray]) -> Step:
-    return inference(model, inputs)  # batch 1: the same graph (symbolic batch)
+# Both workloads: the one graph with a symbolic batch, at the workload's batch (arena/frameworks/graph_steps.py).
+inference = latency = graph_steps.unet_denoise

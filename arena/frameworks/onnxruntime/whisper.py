@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from arena.families.whisper import Config
-from arena.frameworks.contract import BuildContext, Step
+from arena.frameworks import graph_steps
+from arena.frameworks.contract import BuildContext
 from arena.frameworks.onnxruntime import common
 
 
@@ -13,14 +14,6 @@ def build(config: Config, weights: dict[str, np.ndarray], ctx: BuildContext, inp
     return common.build("whisper", config, weights, ctx, inputs)
 
 
-def inference(model: common.Model, inputs: dict[str, np.ndarray]) -> Step:
-    return model.step("inference", inputs, returns=("encoder_hidden_states", "logits"))
-
-
-def latency(model: common.Model, inputs: dict[str, np.ndarray]) -> Step:
-    """One decoder step after the prefix: encoder, cross K/V and the prefix's cache come from the
-    prefill graph (untimed); every timed call feeds the same prefix-length cache."""
-    cache = model.call("prefill", {k: inputs[k] for k in ("input_features", "decoder_input_ids")})
-    feeds = {"decoder_input_ids": inputs["next_decoder_input_ids"], "past_keys": cache["present_keys"], "past_values": cache["present_values"],
-             "cross_keys": cache["cross_keys"], "cross_values": cache["cross_values"]}
-    return model.step("decode", feeds, returns=("logits",))
+# The exported graphs' steps (arena/frameworks/graph_steps.py).
+inference = graph_steps.whisper_inference
+latency = graph_steps.whisper_latency

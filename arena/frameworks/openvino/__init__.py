@@ -37,7 +37,7 @@ from arena.frameworks.contract import BuildContext, Probe
 DISTRIBUTION = "openvino"
 # The IR is converted from the ONNX graphs, which are exported from the PyTorch reference modules.
 DISTRIBUTIONS = ("openvino", "onnx", "onnxscript", "torch", "torchvision", "transformers", "diffusers")
-SOURCES = ("arena/frameworks/conversion.py", "arena/frameworks/onnxruntime/export", "arena/frameworks/torch")
+SOURCES = ("arena/frameworks/conversion.py", "arena/frameworks/graph_steps.py", "arena/frameworks/onnxruntime/export", "arena/frameworks/torch")
 INSTALL_HINT = 'pip install -e ".[openvino]"'
 VARIANTS = {"": "ONNX graphs (torch.onnx dynamo) converted to IR, static shapes, LATENCY hint, precision hint from the cell's dtype"}
 UNSUPPORTED = {

@@ -6,17 +6,14 @@ from __future__ import annotations
 import numpy as np
 
 from arena.families.resnet import Config
-from arena.frameworks.contract import BuildContext, Step
+from arena.frameworks import graph_steps
+from arena.frameworks.contract import BuildContext
 from arena.frameworks.openvino import common
 
 
 def build(config: Config, weights: dict[str, np.ndarray], ctx: BuildContext, inputs: dict[str, dict[str, np.ndarray]]) -> common.Model:
-    return common.build("resnet", config, weights, ctx, inputs, batch={"model": inputs["inference"]})
+    return common.build("resnet", config, weights, ctx, inputs, batch={graph_steps.BATCHED: inputs["inference"]})
 
 
-def inference(model: common.Model, inputs: dict[str, np.ndarray]) -> Step:
-    return model.step("model", inputs, returns=("logits",))
-
-
-def latency(model: common.Model, inputs: dict[str, np.ndarray]) -> Step:
-    return inference(model, inputs)  # batch 1: the same graph, compiled for it when this step is set up
+# Both workloads: the one graph with a symbolic batch, at the workload's batch (arena/frameworks/graph_steps.py).
+inference = latency = graph_steps.resnet_classify

@@ -7,22 +7,14 @@ from __future__ import annotations
 import numpy as np
 
 from arena.families.unet2d_condition import Config
-from arena.frameworks.contract import BuildContext, Step
+from arena.frameworks import graph_steps
+from arena.frameworks.contract import BuildContext
 from arena.frameworks.openvino import common
 
 
-def feeds(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The graph's input names (`latents`: the output is the family's `sample`)."""
-    return {"latents": inputs["sample"], "timestep": inputs["timestep"], "encoder_hidden_states": inputs["encoder_hidden_states"]}
-
-
 def build(config: Config, weights: dict[str, np.ndarray], ctx: BuildContext, inputs: dict[str, dict[str, np.ndarray]]) -> common.Model:
-    return common.build("unet2d_condition", config, weights, ctx, inputs, batch={"model": feeds(inputs["inference"])})
+    return common.build("unet2d_condition", config, weights, ctx, inputs, batch={graph_steps.BATCHED: graph_steps.unet_feeds(inputs["inference"])})
 
 
-def inference(model: common.Model, inputs: dict[str, np.ndarray]) -> Step:
-    return model.step("model", feeds(inputs), returns=("sample",))
-
-
-def latency(model: common.Model, inputs: dict[str, np.ndarray]) -> Step:
-    return inference(model, inputs)  # batch 1: the same graph, compiled for it when this step is set up
+# Both workloads: the one graph with a symbolic batch, at the workload's batch (arena/frameworks/graph_steps.py).
+inference = latency = graph_steps.unet_denoise

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from arena.families.vla_expert import Config
-from arena.frameworks.contract import BuildContext, Step
+from arena.frameworks import graph_steps
+from arena.frameworks.contract import BuildContext
 from arena.frameworks.openvino import common
 
 
@@ -13,11 +14,6 @@ def build(config: Config, weights: dict[str, np.ndarray], ctx: BuildContext, inp
     return common.build("vla_expert", config, weights, ctx, inputs)
 
 
-def inference(model: common.Model, inputs: dict[str, np.ndarray]) -> Step:
-    """The full sampling loop; `num_steps` is part of the graph (unrolled at export)."""
-    return model.step("inference", {k: a for k, a in inputs.items() if k != "num_steps"}, returns=("actions",))
-
-
-def latency(model: common.Model, inputs: dict[str, np.ndarray]) -> Step:
-    """One denoising step at t = 1."""
-    return model.step("latency", inputs, returns=("velocity",))
+# The exported graphs' steps (arena/frameworks/graph_steps.py).
+inference = graph_steps.vla_expert_inference
+latency = graph_steps.vla_expert_latency

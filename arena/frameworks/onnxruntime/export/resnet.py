@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from arena.families.resnet import Config
+from arena.frameworks.graph_steps import BATCHED
 from arena.frameworks.onnxruntime.export import Graph, reference_module
 
 
@@ -23,4 +24,4 @@ class Classify(torch.nn.Module):
 
 def graphs(config: Config, weights: dict[str, np.ndarray], inputs: dict[str, dict[str, np.ndarray]], threads: int) -> list[Graph]:
     resnet = reference_module("resnet", config, weights, threads).module
-    return [Graph("model", Classify(resnet), inputs["inference"], ("logits",), dynamic_batch=True)]
+    return [Graph(BATCHED, Classify(resnet), inputs["inference"], ("logits",), dynamic_batch=True)]

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from arena.families.unet2d_condition import Config
+from arena.frameworks.graph_steps import BATCHED, unet_feeds
 from arena.frameworks.onnxruntime.export import Graph, reference_module
 
 
@@ -23,8 +24,4 @@ class Denoise(torch.nn.Module):
 
 def graphs(config: Config, weights: dict[str, np.ndarray], inputs: dict[str, dict[str, np.ndarray]], threads: int) -> list[Graph]:
     unet = reference_module("unet2d_condition", config, weights, threads).module
-    return [Graph("model", Denoise(unet), graph_inputs(inputs["inference"]), ("sample",), dynamic_batch=True)]
-
-
-def graph_inputs(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {"latents": inputs["sample"], "timestep": inputs["timestep"], "encoder_hidden_states": inputs["encoder_hidden_states"]}
+    return [Graph(BATCHED, Denoise(unet), unet_feeds(inputs["inference"]), ("sample",), dynamic_batch=True)]
