@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -12,10 +15,13 @@ import pytest
 from arena.results.schema import Result
 from arena.run.config import RunConfig
 from arena.run.orchestrate import execute, plan
+from arena.run.slot import LOCK_ENV
 from arena.specs import spec_files
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC_NAMES = [p.stem for p in spec_files()]
+
+pytest_plugins = ["tests.skips"]  # in CI, a skip for anything but the hardware fails the run
 
 
 def gone(pid: int, timeout: float = 30) -> bool:
@@ -32,24 +38,42 @@ def gone(pid: int, timeout: float = 30) -> bool:
         time.sleep(0.1)
 
 
+def pytest_configure(config) -> None:
+    """This test process's own timing slot (arena/run/slot.py), inherited by every cell it starts: the
+    suite's timings are not results, so its workers run cells side by side and never wait behind a
+    benchmark on the machine (do not run the suite beside one: it would disturb the benchmark's timings)."""
+    # Every process its own: pytest-xdist's workers inherit the environment of the process that starts them.
+    folder = tempfile.mkdtemp(prefix="arena-test-slot-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ[LOCK_ENV] = str(Path(folder) / "slot.lock")
+
+
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory) -> Path:
-    """Generated weights and reference outputs, reused by every test of the session."""
+    """Generated weights, reference outputs and conversions, reused by every test of the session (of the
+    pytest-xdist worker: each has its own, so no two processes build one cache entry side by side)."""
     return tmp_path_factory.mktemp("arena-cache")
+
+
+def run_matrix_in(results_dir: Path, cache_dir: Path, models: list[str], frameworks: list[str],
+                  specs_dir: Path | None = None, **overrides) -> dict[str, Result]:
+    """Run a matrix in-process (each cell still in its own child process); results by "model:framework".
+    A result already in `results_dir` that is still valid is kept, as in any re-run."""
+    config = RunConfig(
+        matrix="test", devices={fw: "cpu" for fw in frameworks}, models=models, frameworks=frameworks,
+        preset=overrides.pop("preset", "tiny"), results_dir=str(results_dir), cache_dir=str(cache_dir),
+        specs_dir=str(specs_dir) if specs_dir else None, **overrides,
+    )
+    return {f"{r.model}:{r.framework}": r for r in execute(plan(config), log=lambda *_: None)}
 
 
 @pytest.fixture
 def run_matrix(tmp_path, shared_cache):
-    """Run a matrix in-process (each cell still in its own child process); returns results by framework."""
+    """`run_matrix_in` a private results folder (the session's weights and reference cache)."""
 
     def run(models: list[str], frameworks: list[str], specs_dir: Path | None = None, **overrides) -> dict[str, Result]:
-        config = RunConfig(
-            matrix="test", devices={fw: "cpu" for fw in frameworks}, models=models, frameworks=frameworks,
-            preset=overrides.pop("preset", "tiny"), results_dir=str(overrides.pop("results_dir", tmp_path / "results")),
-            cache_dir=str(overrides.pop("cache_dir", shared_cache)), specs_dir=str(specs_dir) if specs_dir else None,
-            **overrides,
-        )
-        return {f"{r.model}:{r.framework}": r for r in execute(plan(config), log=lambda *_: None)}
+        results_dir = overrides.pop("results_dir", tmp_path / "results")
+        return run_matrix_in(results_dir, overrides.pop("cache_dir", shared_cache), models, frameworks, specs_dir, **overrides)
 
     return run
 

@@ -25,6 +25,8 @@ from arena.cluster.resources import node_resources
 from arena.specs import spec_files
 from tests.conftest import REPO, gone
 
+pytestmark = pytest.mark.cluster  # a real Ray cluster on this machine: -m cluster
+
 ray = pytest.importorskip("ray")
 pytest.importorskip("torch")
 pytest.importorskip("jax")

@@ -34,6 +34,7 @@ def test_the_slurm_launcher_allocates_one_whole_node_per_job(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.cluster
 def test_a_sweep_through_submitit_runs_one_job_per_model(tmp_path, shared_cache):
     pytest.importorskip("torch")
     results_dir = tmp_path / "results"

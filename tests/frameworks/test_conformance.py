@@ -3,7 +3,12 @@ the framework runs must pass on outputs, loss and gradients of every workload it
 unsupported, and the same implementation with one weight scaled by 1.01 must fail; a pair it declares
 unsupported is recorded so, with the declared reason. Parametrised over the adapters in arena/frameworks
 (each variant a framework) and over specs/models, so a new framework, family or spec is tested without
-touching this file."""
+touching this file.
+
+Each framework's cells run as one matrix (every model, the framework and its perturbed twin), once per
+test session, into a results folder the session shares: the reference's own cells run once, in the
+first framework's matrix, and every later matrix keeps them as any re-run keeps a valid result, so a
+framework's tests cost its own cells only."""
 
 from __future__ import annotations
 
@@ -13,8 +18,9 @@ from arena.families import resnet
 from arena.families.base import WORKLOADS
 from arena.frameworks import framework_names, load_adapter
 from arena.frameworks.contract import REFERENCE_FRAMEWORK, unsupported_reason
+from arena.results.schema import Result
 from arena.specs import load_specs
-from tests.conftest import SPEC_NAMES
+from tests.conftest import SPEC_NAMES, run_matrix_in
 
 pytest.importorskip("torch")
 
@@ -32,23 +38,39 @@ def training_output_checks(model: str) -> set[str]:
     return {f"training/{name}" for name in resnet.running_stat_outputs(spec.presets["tiny"].config)}
 
 
+def perturbed_twin(framework: str) -> str:
+    """The same implementation with one weight perturbed: the package's plain variant (torch-compile's is eager torch)."""
+    adapter, _ = load_adapter(framework)
+    return f"tests.faults-perturb-{adapter.__name__.rsplit('.', 1)[-1]}"
+
+
+@pytest.fixture(scope="session")
+def conformance(tmp_path_factory, shared_cache):
+    """framework -> its matrix's results by "model:framework" (run on first use, then kept)."""
+    results_dir, runs = tmp_path_factory.mktemp("conformance"), {}
+
+    def results(framework: str) -> dict[str, Result]:
+        if framework not in runs:
+            runs[framework] = run_matrix_in(results_dir, shared_cache, SPEC_NAMES, [REFERENCE_FRAMEWORK, framework, perturbed_twin(framework)])
+        return runs[framework]
+
+    return results
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("framework", [fw for fw in framework_names() if fw != REFERENCE_FRAMEWORK])
+@pytest.mark.parametrize("framework", [pytest.param(fw, marks=pytest.mark.xdist_group(fw)) for fw in framework_names() if fw != REFERENCE_FRAMEWORK])
 @pytest.mark.parametrize("model", SPEC_NAMES)
-def test_framework_passes_and_a_perturbed_weight_fails(run_matrix, model, framework):
+def test_framework_passes_and_a_perturbed_weight_fails(conformance, model, framework):
     adapter, variant = load_adapter(framework)
     family = load_specs()[model].family
+    results = conformance(framework)
+    reference, cell, perturbed = (results[f"{model}:{fw}"] for fw in (REFERENCE_FRAMEWORK, framework, perturbed_twin(framework)))
     declared = unsupported_reason(adapter.UNSUPPORTED, family, variant=variant)
     if declared:
-        cell = run_matrix([model], [REFERENCE_FRAMEWORK, framework])[f"{model}:{framework}"]
         assert cell.status == "unsupported" and cell.reason == declared
         assert cell.metrics.inference is None, "nothing ran"
         return
 
-    # The same implementation perturbed: the package's plain variant (torch-compile's is eager torch).
-    perturbed_name = f"tests.faults-perturb-{adapter.__name__.rsplit('.', 1)[-1]}"
-    results = run_matrix([model], [REFERENCE_FRAMEWORK, framework, perturbed_name])
-    reference, cell, perturbed = (results[f"{model}:{fw}"] for fw in (REFERENCE_FRAMEWORK, framework, perturbed_name))
     assert reference.status == "ok" and reference.correctness.verdict == "reference", reference.reason
     if cell.status == "unavailable" and adapter.INSTALL_HINT in cell.reason:
         pytest.skip(cell.reason)

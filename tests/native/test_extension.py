@@ -97,6 +97,7 @@ def test_thread_pools_are_sized_from_the_cell_before_first_use():
 
 
 @pytest.mark.slow
+@pytest.mark.cargo
 @pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed")
 def test_the_rust_unit_tests_pass():
     """`cargo test` of the whole workspace. The PyO3 module has no Rust tests (it is exercised from
