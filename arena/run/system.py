@@ -82,8 +82,11 @@ def platform_id(cpu: str, gpu: str) -> str:
 
 
 def git_commit() -> str:
+    """HEAD, `-dirty` when a tracked file differs from it. The committed results/ folder does not count:
+    it is what runs write, so a run that starts after another wrote its results there (two commands of
+    one session, a resumed run) still runs the committed code."""
     commit = _run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"])
-    if commit and _run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"]):
+    if commit and _run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"]):
         commit += "-dirty"
     return commit
 
