@@ -52,7 +52,7 @@ class Model:
 
     def method_for(self, graph: str, feeds: Mapping[str, np.ndarray | torch.Tensor]) -> str:
         """The method that runs `graph` on these feeds: a graph with a symbolic batch is one method per batch size."""
-        return graph if graph in self.methods else batched_method(graph, len(next(iter(feeds.values()))))
+        return graph if graph in self.methods else batched_method(graph, batch_size(feeds))
 
     def call(self, graph: str, feeds: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, torch.Tensor]:
         """Execute a graph's method once (untimed set-up, such as filling a KV cache), outputs by name."""
@@ -88,12 +88,17 @@ def batched_method(graph: str, batch: int) -> str:
     return f"{graph}_batch{batch}"
 
 
+def batch_size(feeds: Mapping[str, np.ndarray | torch.Tensor]) -> int:
+    """The batch of a symbolic-batch graph's feeds: dim 0, which every input shares."""
+    return len(next(iter(feeds.values())))
+
+
 def per_batch(graph, feeds_by_workload: list[Mapping[str, np.ndarray]]) -> list:
     """A graph with a symbolic batch as one static method per batch size its workloads feed it
     (XNNPACK plans memory for static shapes; two workloads at one batch share a method)."""
     from arena.frameworks.onnxruntime.export import Graph
 
-    batches = {len(next(iter(feeds.values()))): feeds for feeds in feeds_by_workload}
+    batches = {batch_size(feeds): feeds for feeds in feeds_by_workload}
     return [Graph(batched_method(graph.name, batch), graph.module, feeds, graph.outputs) for batch, feeds in batches.items()]
 
 
