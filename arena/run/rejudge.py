@@ -87,9 +87,9 @@ def why_not_rejudgeable(result: Result, specs: dict[str, ModelSpec], cache_dir: 
     measured = fingerprint.measured_changed(result.fingerprint, source)
     if measured:
         return "the code that computes its numbers changed: " + ", ".join(measured)
-    c = result.correctness
     if result.status not in JUDGED_STATUSES:
         return ""
+    c = result.correctness
     if not c.outputs or not outputs_path(cache_dir, c.outputs).exists():
         return f"its outputs are not in {cache_dir / 'outputs'} (judged before outputs were kept, or measured on another machine)"
     if c.verdict != "reference" and not (cache_dir / "reference" / c.reference).exists():
