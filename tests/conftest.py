@@ -16,6 +16,7 @@ from arena.results.schema import Result
 from arena.run.config import RunConfig
 from arena.run.orchestrate import execute, plan
 from arena.run.slot import LOCK_ENV
+from arena.run.system import default_threads
 from arena.specs import spec_files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,6 +56,12 @@ def shared_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("arena-cache")
 
 
+def cell_threads() -> int:
+    """Threads per test cell: the cores shared out among pytest-xdist's workers, so that two cells side by
+    side do not oversubscribe them (measured on 2 cores: two 2-thread cells each ran 2-2.5x slower)."""
+    return max(1, default_threads() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+
+
 def run_matrix_in(results_dir: Path, cache_dir: Path, models: list[str], frameworks: list[str],
                   specs_dir: Path | None = None, **overrides) -> dict[str, Result]:
     """Run a matrix in-process (each cell still in its own child process); results by "model:framework".
@@ -62,7 +69,7 @@ def run_matrix_in(results_dir: Path, cache_dir: Path, models: list[str], framewo
     config = RunConfig(
         matrix="test", devices={fw: "cpu" for fw in frameworks}, models=models, frameworks=frameworks,
         preset=overrides.pop("preset", "tiny"), results_dir=str(results_dir), cache_dir=str(cache_dir),
-        specs_dir=str(specs_dir) if specs_dir else None, **overrides,
+        specs_dir=str(specs_dir) if specs_dir else None, threads=overrides.pop("threads", cell_threads()), **overrides,
     )
     return {f"{r.model}:{r.framework}": r for r in execute(plan(config), log=lambda *_: None)}
 

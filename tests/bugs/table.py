@@ -36,14 +36,14 @@ REPO = Path(__file__).resolve().parents[2]
 TABLE = REPO / "site" / catch.FILE
 
 
-def catch_table(models: list[str], preset: str, cache_dir: Path, log: Callable[[str], None] = print) -> CatchTable:
+def catch_table(models: list[str], preset: str, cache_dir: Path, log: Callable[[str], None] = print, threads: int | None = None) -> CatchTable:
     """Run every bug that applies to the models at the preset; the rows say which were caught, and how."""
     started = time.monotonic()
     specs = load_specs(names=models)
     variants = {name: applicable(spec.family) for name, spec in specs.items()}
     frameworks = [f"tests.bugs-{v}" for v in [CONTROL, *sorted({v for vs in variants.values() for v in vs})]]
     run = plan(RunConfig(matrix="bugs", devices=dict.fromkeys(frameworks, "cpu"), models=models, frameworks=frameworks,
-                         preset=preset, cache_dir=str(cache_dir), force=True))
+                         preset=preset, cache_dir=str(cache_dir), force=True, threads=threads))
     run.cells = [c for c in run.cells if c.framework.removeprefix("tests.bugs-") in [CONTROL, *variants[c.model]]]
     system, rows = describe(), []
     for cell in run.cells:

@@ -12,7 +12,7 @@ from arena.site.readme import read_block
 from tests.bugs import applicable
 from tests.bugs.catalogue import BUGS, FAMILIES, UNCAUGHT
 from tests.bugs.table import README, TABLE, catch_table, markdown, row_id
-from tests.conftest import SPEC_NAMES
+from tests.conftest import SPEC_NAMES, cell_threads
 
 pytest.importorskip("torch")
 
@@ -20,7 +20,7 @@ pytest.importorskip("torch")
 @pytest.mark.slow
 @pytest.mark.parametrize("model", SPEC_NAMES)
 def test_every_injected_bug_fails_the_verdict(shared_cache, model):
-    table = catch_table([model], "tiny", shared_cache, log=lambda *_: None)
+    table = catch_table([model], "tiny", shared_cache, log=lambda *_: None, threads=cell_threads())
     (family,) = {r.family for r in table.rows}
     assert {f"{r.bug}-{r.framework}" for r in table.rows} == set(applicable(family)), "every bug of the family ran"
     problems = []
