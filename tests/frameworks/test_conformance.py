@@ -57,7 +57,15 @@ def conformance(tmp_path_factory, shared_cache):
     return results
 
 
+def matrix_timeout_s() -> float:
+    """What a framework's matrix may take: every cell its spec's own timeout (the runner kills a cell
+    past it). The first test of a framework runs the whole matrix, so pytest-timeout's per-test default
+    would cut a slow but healthy matrix short (torch-compile's took more than 600 s in CI)."""
+    return sum(spec.presets["tiny"].timeout_s for spec in load_specs(names=SPEC_NAMES).values()) * 3
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(matrix_timeout_s())
 @pytest.mark.parametrize("framework", [pytest.param(fw, marks=pytest.mark.xdist_group(fw)) for fw in framework_names() if fw != REFERENCE_FRAMEWORK])
 @pytest.mark.parametrize("model", SPEC_NAMES)
 def test_framework_passes_and_a_perturbed_weight_fails(conformance, model, framework):
