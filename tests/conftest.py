@@ -49,6 +49,17 @@ def pytest_configure(config) -> None:
     os.environ[LOCK_ENV] = str(Path(folder) / "slot.lock")
 
 
+@pytest.fixture(autouse=True)
+def grouped_as_marked(request) -> None:
+    """A test marked xdist_group stops, under pytest-xdist's loadgroup, if it was not grouped: loadgroup keeps
+    a framework's conformance tests on one worker by renaming each grouped test `<id>@<group>`, and with
+    pytest 9.2 the renaming silently stopped (pytest-xdist#1386): every worker ran every framework's matrix."""
+    item = request.node
+    if getattr(request.config.option, "loadgroup", False) and item.get_closest_marker("xdist_group") and "@" not in item.nodeid.rpartition("]")[2]:
+        pytest.fail("pytest-xdist's loadgroup did not group this test: this pytest and pytest-xdist do not work together "
+                    "(pytest-xdist#1386; pyproject.toml's dev extra pins pytest below 9.2)", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def shared_cache(tmp_path_factory) -> Path:
     """Generated weights, reference outputs and conversions, reused by every test of the session (of the
