@@ -89,7 +89,8 @@ def batched_method(graph: str, batch: int) -> str:
 
 
 def batch_size(feeds: Mapping[str, np.ndarray | torch.Tensor]) -> int:
-    """The batch of a symbolic-batch graph's feeds: dim 0, which every input shares."""
+    """The batch of a symbolic-batch graph's feeds: dim 0 of the first (every input's dim 0, except the
+    VLA step's stacked prefix K/V, which lead with the layer axis: its feeds put the noise first)."""
     return len(next(iter(feeds.values())))
 
 
