@@ -116,7 +116,13 @@ def build(methods: Methods, config: Any, weights: dict[str, np.ndarray], ctx: Bu
     folder = conversion_folder(ctx.convert_dir, tool_id, Path(__file__).parent)
 
     def make(scratch: Path) -> None:
-        convert(methods(config, weights, inputs, ctx.threads), scratch)
+        graphs = methods(config, weights, inputs, ctx.threads)
+        # The reference module holds its own copy of the weights now, and the cell drops its arrays right
+        # after build (arena/run/child.py): release them before lowering. Measured on the full SD UNet: its
+        # two methods take 17.4 GiB to lower, and with the 3.4 GB of arrays beside them the cell was killed
+        # for memory on a 24 GiB machine.
+        weights.clear()
+        convert(graphs, scratch)
 
     tool = "torch.export + to_edge_transform_and_lower(XnnpackPartitioner) with " + ", ".join(f"{d} {v}" for d, v in versions.items())
     return Model(folder, cached_conversion(folder, tool, make))
