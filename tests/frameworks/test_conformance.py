@@ -61,7 +61,8 @@ def matrix_timeout_s() -> float:
     """What a framework's matrix may take: every cell its spec's own timeout (the runner kills a cell
     past it). The first test of a framework runs the whole matrix, so pytest-timeout's per-test default
     would cut a slow but healthy matrix short (torch-compile's took more than 600 s in CI)."""
-    return sum(spec.presets["tiny"].timeout_s for spec in load_specs(names=SPEC_NAMES).values()) * 3
+    cells_per_model = 3  # the reference, the framework and its perturbed twin (the fixture's matrix)
+    return sum(spec.presets["tiny"].timeout_s for spec in load_specs(names=SPEC_NAMES).values()) * cells_per_model
 
 
 @pytest.mark.slow
