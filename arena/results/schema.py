@@ -121,7 +121,7 @@ class Fingerprint(Model):
     components: dict[str, str] = Field(description=(
         "`code:<path>`: hash of a source file or folder (relative to the repository); `tolerances`: hash of the "
         "tolerances the verdict is judged by; `version:<distribution>`: its installed version; `binary:<module>`: "
-        "hash of a compiled extension"))
+        "hash of a compiled extension; `scheme`: how the code was hashed (absent: byte for byte)"))
 
 
 class Result(Model):

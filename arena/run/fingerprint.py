@@ -19,6 +19,12 @@ The judging components (the tolerances and `JUDGING`, the verdict's code) are ap
 the numbers: when only they changed, `python -m arena.results rejudge` judges the stored outputs again
 and updates them (`rejudged`), with no re-measuring.
 
+Python files are hashed as what they compute (`SCHEME`): without comments, docstrings, trailing spaces
+and blank lines, so a documentation edit leaves every result current. Rust and TOML files, and binaries,
+are hashed byte for byte. A result records the scheme as its `scheme` component; one without it was
+hashed byte for byte (results made before the scheme existed) and is checked that way, so it stays
+current exactly as long as its files are byte-identical.
+
 The code and the tolerances describe the tree and can be checked wherever the tree is (`changed`, used
 by the site); versions and binaries describe the installation that ran the cell, so only a re-run there
 checks them. A wheel install has no rust_ext/: those paths hash as `absent`, and the compiled
@@ -27,10 +33,13 @@ extension's hash is then what ties a Candle or Burn result to its code.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.metadata
 import importlib.util
+import io
 import json
+import tokenize
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
@@ -44,6 +53,10 @@ from arena.specs.schema import Tolerances
 SOURCE_ROOT = Path(arena.__file__).resolve().parents[1]
 SOURCE_SUFFIXES = (".py", ".rs", ".toml")
 ABSENT = "absent"
+# How code components are hashed: "python-code-1" hashes a .py file as `python_code` reduces it;
+# "bytes" (what a result without a `scheme` component used) hashes every file as it is.
+SCHEME = "python-code-1"
+BYTES = "bytes"
 
 # What every cell runs besides its adapter and its family module.
 SHARED = (
@@ -64,21 +77,24 @@ class Tree:
 
     def __init__(self, root: Path = SOURCE_ROOT):
         self.root = root
-        self._digests: dict[str, str] = {}
+        self._digests: dict[tuple[str, str], str] = {}
 
-    def digest(self, path: str | Path) -> str:
+    def digest(self, path: str | Path, scheme: str = SCHEME) -> str:
         """The hash of `path` under the root (an absolute path, such as an extension's file, as it is)."""
-        key = str(path)
+        key = (str(path), scheme)
         if key not in self._digests:
-            self._digests[key] = digest(self.root / path)
+            self._digests[key] = digest(self.root / path, scheme)
         return self._digests[key]
 
-    def code(self, paths: Iterable[str]) -> dict[str, str]:
-        return {f"code:{p}": self.digest(p) for p in paths}
+    def code(self, paths: Iterable[str], scheme: str = SCHEME) -> dict[str, str]:
+        """`code:<path>` components, with the `scheme` they were hashed by (none for `BYTES`)."""
+        named = {} if scheme == BYTES else {"scheme": scheme}
+        return named | {f"code:{p}": self.digest(p, scheme) for p in paths}
 
 
-def digest(target: Path) -> str:
-    """A file's bytes, or a folder's source files (relative names and bytes, in name order), hashed."""
+def digest(target: Path, scheme: str = SCHEME) -> str:
+    """A file, or a folder's source files (relative names and contents, in name order), hashed; under
+    `SCHEME` a .py file's content is `python_code` of it."""
     if target.is_file():
         files = [target]
     elif target.is_dir():
@@ -87,26 +103,68 @@ def digest(target: Path) -> str:
         return ABSENT
     h = hashlib.sha256()
     for f in files:
-        for part in (f.relative_to(target).as_posix().encode(), f.read_bytes()):
+        content = f.read_bytes()
+        if scheme == SCHEME and f.suffix == ".py":
+            content = python_code(content)
+        for part in (f.relative_to(target).as_posix().encode(), content):
             h.update(len(part).to_bytes(8, "little") + part)  # length-prefixed: no two file sets collide
     return h.hexdigest()[:12]
 
 
-def cell(framework: str, family: str, judged_by: tuple[Tolerances | None, str], source: Tree) -> Fingerprint:
+def python_code(source: bytes) -> bytes:
+    """A Python file reduced to what it computes: its comments and docstrings (a module's, class's or
+    function's first string statement) cut out, trailing spaces and blank lines dropped. Everything else
+    stays byte for byte, so any change to a statement, a name or a string that code reads still counts.
+    Built from positions only (the syntax tree's and the tokenizer's), which every Python version
+    reports alike, so the hash is the same under each. A file that does not parse counts byte for byte."""
+    try:
+        text = source.decode()
+        docstrings = [node.body[0] for node in ast.walk(ast.parse(text)) if is_documented(node)]
+        comments = [t for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type == tokenize.COMMENT]
+    except (SyntaxError, UnicodeDecodeError, tokenize.TokenError, ValueError):
+        return source
+    lines = text.splitlines()
+    spans = [(t.start, t.end) for t in comments] + [
+        ((d.lineno, char_col(lines[d.lineno - 1], d.col_offset)), (d.end_lineno, char_col(lines[d.end_lineno - 1], d.end_col_offset)))
+        for d in docstrings
+    ]
+    for (row, col), (end_row, end_col) in sorted(spans, reverse=True):  # from the end: earlier spans keep their positions
+        lines[row - 1 : end_row] = [lines[row - 1][:col] + lines[end_row - 1][end_col:]]
+    return "\n".join(line.rstrip() for line in lines if line.strip()).encode()
+
+
+def is_documented(node: ast.AST) -> bool:
+    """A module, class or function whose body starts with a string statement: its docstring."""
+    body = getattr(node, "body", None) if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) else None
+    return bool(body) and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)
+
+
+def char_col(line: str, byte_col: int) -> int:
+    """The syntax tree counts columns in UTF-8 bytes, the tokenizer in characters."""
+    return len(line.encode()[:byte_col].decode(errors="ignore"))
+
+
+def scheme_of(recorded: Fingerprint | None) -> str:
+    """How a recorded fingerprint's code was hashed (`BYTES` before results recorded it)."""
+    return recorded.components.get("scheme", BYTES) if recorded else SCHEME
+
+
+def cell(framework: str, family: str, judged_by: tuple[Tolerances | None, str], source: Tree, scheme: str = SCHEME) -> Fingerprint:
     """The fingerprint of a cell as the tree and the installation stand now (`judged_by`: the spec's
-    `tolerances_for(framework, dtype, preset)`)."""
-    return of(measured(framework, family, source) | framework_parts(REFERENCE_FRAMEWORK, source) | judging(judged_by, source))
+    `tolerances_for(framework, dtype, preset)`), its code hashed by `scheme` (a recorded result's own,
+    to check whether it still stands)."""
+    return of(measured(framework, family, source, scheme) | framework_parts(REFERENCE_FRAMEWORK, source, scheme) | judging(judged_by, source, scheme))
 
 
-def judging(judged_by: tuple[Tolerances | None, str], source: Tree) -> dict[str, str]:
+def judging(judged_by: tuple[Tolerances | None, str], source: Tree, scheme: str = SCHEME) -> dict[str, str]:
     """The components a re-judging may replace: the verdict's code and the tolerances."""
-    return source.code(JUDGING) | tolerances(*judged_by)
+    return source.code(JUDGING, scheme) | tolerances(*judged_by)
 
 
 def rejudged(recorded: Fingerprint, judged_by: tuple[Tolerances | None, str], source: Tree) -> Fingerprint:
     """A result's fingerprint after its stored outputs were judged again by the current verdict code and
-    tolerances: the measured components stay as recorded."""
-    return of(recorded.components | judging(judged_by, source))
+    tolerances: the measured components stay as recorded (and so does the scheme they were hashed by)."""
+    return of(recorded.components | judging(judged_by, source, scheme_of(recorded)))
 
 
 def measured_changed(recorded: Fingerprint, source: Tree) -> list[str]:
@@ -114,12 +172,12 @@ def measured_changed(recorded: Fingerprint, source: Tree) -> list[str]:
     of them means the numbers themselves may differ, so only a re-run can update the result."""
     judged = {f"code:{p}" for p in JUDGING}
     paths = [k.removeprefix("code:") for k in recorded.components if k.startswith("code:") and k not in judged]
-    return sorted(k for k, v in source.code(paths).items() if recorded.components.get(k) != v)
+    return sorted(k for k, v in source.code(paths, scheme_of(recorded)).items() if recorded.components.get(k) != v)
 
 
-def measured(framework: str, family: str, source: Tree) -> dict[str, str]:
+def measured(framework: str, family: str, source: Tree, scheme: str = SCHEME) -> dict[str, str]:
     """What computes a cell's numbers: its adapter's parts, the family module and the shared code."""
-    return framework_parts(framework, source) | source.code([f"arena/families/{family}.py", *SHARED])
+    return framework_parts(framework, source, scheme) | source.code([f"arena/families/{family}.py", *SHARED], scheme)
 
 
 def reference_key(family: str, source: Tree) -> str:
@@ -127,32 +185,32 @@ def reference_key(family: str, source: Tree) -> str:
     return of(measured(REFERENCE_FRAMEWORK, family, source)).value
 
 
-def framework_parts(framework: str, source: Tree) -> dict[str, str]:
+def framework_parts(framework: str, source: Tree, scheme: str = SCHEME) -> dict[str, str]:
     """The adapter package and what it declares it runs: sources, installed distributions, binaries."""
     adapter, _ = load_adapter(framework)
     package = adapter.__name__.replace(".", "/")
-    parts = {f"code:{package}": package_digest(adapter, package, source)}
-    parts |= source.code(getattr(adapter, "SOURCES", ()))
+    parts = {f"code:{package}": package_digest(adapter, package, source, scheme)}
+    parts |= source.code(getattr(adapter, "SOURCES", ()), scheme)
     parts |= {f"version:{d}": installed_version(d) for d in getattr(adapter, "DISTRIBUTIONS", (adapter.DISTRIBUTION,))}
     parts |= {f"binary:{m}": binary_digest(m, source) for m in getattr(adapter, "BINARIES", ())}
     return parts
 
 
-def package_digest(adapter: ModuleType, package: str, source: Tree) -> str:
+def package_digest(adapter: ModuleType, package: str, source: Tree, scheme: str = SCHEME) -> str:
     """The adapter package in the tree; one outside it (an adapter in the working directory) where
     Python imports it from."""
     if (source.root / package).is_dir():
-        return source.digest(package)
-    return digest(Path(adapter.__file__).resolve().parent)
+        return source.digest(package, scheme)
+    return digest(Path(adapter.__file__).resolve().parent, scheme)
 
 
 def binary_digest(module: str, source: Tree) -> str:
-    """The compiled file of an extension module, found without loading it."""
+    """The compiled file of an extension module, found without loading it (hashed byte for byte)."""
     try:
         spec = importlib.util.find_spec(module)
     except ModuleNotFoundError:
         spec = None
-    return source.digest(Path(spec.origin)) if spec and spec.origin else ABSENT
+    return source.digest(Path(spec.origin), BYTES) if spec and spec.origin else ABSENT
 
 
 def installed_version(distribution: str) -> str:
@@ -176,5 +234,5 @@ def of(components: dict[str, str]) -> Fingerprint:
 def changed(recorded: Fingerprint, judged_by: tuple[Tolerances | None, str], source: Tree) -> list[str]:
     """The recorded code and tolerance components that the tree at `source` (and the spec's current
     tolerances) no longer match. Versions and binaries belong to the machine that ran the cell: not here."""
-    judged = [k for k, v in judging(judged_by, source).items() if recorded.components.get(k) != v]
+    judged = [k for k, v in judging(judged_by, source, scheme_of(recorded)).items() if recorded.components.get(k) != v]
     return sorted(measured_changed(recorded, source) + judged)

@@ -114,7 +114,9 @@ def keeps(run: Run, cell: Cell, previous: Result | None, weights_file: weights.W
     """Whether a previous result of this cell on this machine stands, so a re-run skips the cell."""
     if previous is None or run.config.force:
         return False
-    return still_valid(previous, run.specs[cell.model], cell.preset, weights_file.weights_hash, code_fingerprint(run, cell))
+    # Checked by the scheme the result was hashed with: one from before `fingerprint.SCHEME` stands while its files are byte-identical.
+    current = code_fingerprint(run, cell, fingerprint.scheme_of(previous.fingerprint))
+    return still_valid(previous, run.specs[cell.model], cell.preset, weights_file.weights_hash, current)
 
 
 def measure_and_judge(run: Run, cell: Cell, weights_file: weights.WeightsFile, system: System, mode: str = "measure") -> Result:
@@ -136,9 +138,9 @@ def still_valid(previous: Result, spec: ModelSpec, preset: str, weights_hash: st
             and previous.fingerprint is not None and previous.fingerprint.value == current.value)
 
 
-def code_fingerprint(run: Run, cell: Cell) -> Fingerprint:
+def code_fingerprint(run: Run, cell: Cell, scheme: str = fingerprint.SCHEME) -> Fingerprint:
     spec = run.specs[cell.model]
-    return fingerprint.cell(cell.framework, spec.family, spec.tolerances_for(cell.framework, cell.dtype, cell.preset), run.source)
+    return fingerprint.cell(cell.framework, spec.family, spec.tolerances_for(cell.framework, cell.dtype, cell.preset), run.source, scheme)
 
 
 def run_cell(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, mode: str) -> Result:

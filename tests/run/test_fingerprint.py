@@ -58,7 +58,8 @@ def differing(a: Fingerprint, b: Fingerprint) -> set[str]:
 def test_an_edit_changes_the_fingerprint_of_exactly_the_cells_that_run_it(tree, path, component, affected):
     before = {fw: cell(tree, fw) for fw in FRAMEWORKS}
     target = tree / path
-    target.write_bytes((target.read_bytes() if target.exists() else b"") + b"\n")
+    edit = b"\nEDITED = True\n" if target.suffix == ".py" else b"\n"  # a .py file counts by its code only
+    target.write_bytes((target.read_bytes() if target.exists() else b"") + edit)
     after = {fw: cell(tree, fw) for fw in FRAMEWORKS}
     assert {fw for fw in FRAMEWORKS if before[fw].value != after[fw].value} == affected
     for fw in affected:
@@ -99,6 +100,58 @@ def test_the_tree_check_sees_code_and_tolerances_not_the_installation(tree):
     base, note = judged_by
     looser = base.model_copy(update={"loss": base.loss.model_copy(update={"rtol": 1.0})})
     assert fingerprint.changed(recorded, (looser, note), fingerprint.Tree(tree)) == ["code:rust_ext/candle", "tolerances"]
+
+
+def test_comments_docstrings_and_blank_lines_are_not_code(tree):
+    """A documentation edit leaves every result current; an edit of a statement or of a string the code
+    reads does not. Checked on contract.py, which is in every cell's fingerprint."""
+    path = tree / "arena/frameworks/contract.py"
+    before, text = cell(tree, "jax"), path.read_text()
+    documented = text.replace('"""The contract between', '"""Edited: the contract between', 1).replace("\nfrom __future__", "\n\n# why\nfrom __future__", 1)
+    path.write_text(documented.replace('REFERENCE_FRAMEWORK = "torch"', 'REFERENCE_FRAMEWORK = "torch"  # a comment', 1).replace("):\n    \"\"\"Why", "):\n    \"\"\"Edited. Why", 1))
+    assert path.read_text() != text and cell(tree, "jax") == before
+    path.write_text(text.replace('DTYPE_NAMES = {"fp32": "float32"', 'DTYPE_NAMES = {"fp32": "float64"', 1))
+    assert differing(before, cell(tree, "jax")) == {"code:arena/frameworks/contract.py"}
+
+
+def test_python_code_cuts_exactly_the_comments_and_docstrings():
+    source = "\n".join([
+        '"""Module."""',
+        "import x  # why",
+        "def f(a):",
+        '    """Doc, with × in it',
+        '    and a second line ×."""',
+        '    s = "# a string, not a comment"  # a comment',
+        '    "a second string statement is no docstring"',
+        "    return s",
+        "",
+        "class C:",
+        '    "one line"',
+        "    y = 1",
+    ])
+    assert fingerprint.python_code(source.encode()).decode() == "\n".join([
+        "import x",
+        "def f(a):",
+        '    s = "# a string, not a comment"',
+        '    "a second string statement is no docstring"',
+        "    return s",
+        "class C:",
+        "    y = 1",
+    ])
+    assert fingerprint.python_code(b"def broken(:\n  # kept\n") == b"def broken(:\n  # kept\n", "a file that does not parse counts byte for byte"
+
+
+def test_a_result_hashed_byte_for_byte_is_checked_byte_for_byte(tree):
+    """Results from before the scheme recorded none: they stand while their files are byte-identical,
+    and a re-run checks them the same way (orchestrate.keeps)."""
+    judged_by = SPEC.tolerances_for("jax", "fp32", "tiny")
+    old = fingerprint.cell("jax", "llama", judged_by, fingerprint.Tree(tree), fingerprint.BYTES)
+    assert "scheme" not in old.components and cell(tree, "jax").components["scheme"] == fingerprint.SCHEME
+    assert fingerprint.scheme_of(old) == fingerprint.BYTES and fingerprint.changed(old, judged_by, fingerprint.Tree(tree)) == []
+    path = tree / "arena/frameworks/contract.py"
+    path.write_text(path.read_text() + "\n# a comment\n")
+    assert fingerprint.changed(old, judged_by, fingerprint.Tree(tree)) == ["code:arena/frameworks/contract.py"]
+    assert fingerprint.changed(cell(tree, "jax"), judged_by, fingerprint.Tree(tree)) == []
 
 
 def test_the_tree_hashes_each_path_once():

@@ -71,5 +71,8 @@ def test_judging_components_are_the_only_ones_a_rejudge_replaces():
     updated = fingerprint.rejudged(recorded, spec_tol, fingerprint.Tree())
     assert updated.components["code:arena/run/child.py"] == "c" * 12 and updated.components["version:torch"] == "2.0"
     assert updated.components["tolerances"] == fingerprint.tolerances(None, "")["tolerances"]
-    assert updated.components["code:arena/results/compare.py"] == fingerprint.Tree().digest("arena/results/compare.py")
+    # Hashed by the scheme the result recorded: none here, so byte for byte, as results were before it.
+    assert updated.components["code:arena/results/compare.py"] == fingerprint.Tree().digest("arena/results/compare.py", fingerprint.BYTES)
     assert fingerprint.measured_changed(recorded, fingerprint.Tree()) == ["code:arena/run/child.py"]
+    current = fingerprint.of(recorded.components | {"scheme": fingerprint.SCHEME})
+    assert fingerprint.rejudged(current, spec_tol, fingerprint.Tree()).components["code:arena/results/compare.py"] == fingerprint.Tree().digest("arena/results/compare.py")

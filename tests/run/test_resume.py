@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from arena.results.schema import SCHEMA_VERSION
-from arena.results.store import load_result
+from arena.results.store import load_result, write_json_atomic
 from arena.run import fingerprint
 from arena.run.orchestrate import still_valid
 from arena.specs import load_specs
@@ -26,6 +26,13 @@ def test_rerun_resumes_and_respects_changes(run_matrix, specs_copy, tmp_path):
     assert again[key].run_id == first[key].run_id, "a valid result is kept"
     assert again[failed].run_id != first[failed].run_id, "a failed cell is tried again"
     assert first[key].fingerprint and "code:arena/frameworks/torch" in first[key].fingerprint.components
+
+    # A result hashed byte for byte (made before fingerprint.SCHEME) is kept while its files are unchanged.
+    stored = next(results_dir.rglob("torch-cpu-fp32.json"))
+    judged_by = load_specs(specs_copy)["smollm2-135m"].tolerances_for("torch", "fp32", "tiny")
+    old = fingerprint.cell("torch", "llama", judged_by, fingerprint.Tree(), fingerprint.BYTES)
+    write_json_atomic(stored, load_result(stored).model_copy(update={"fingerprint": old}).model_dump(mode="json"))
+    assert run_matrix(["smollm2-135m"], ["torch"], specs_dir=specs_copy, results_dir=results_dir)[key].run_id == first[key].run_id
 
     path = specs_copy / "smollm2-135m.yaml"
     raw = yaml.safe_load(path.read_text())
