@@ -4,6 +4,8 @@
     rejudge RESULTS_DIR [--cache-dir D] [--specs-dir D]
                                         judge stored outputs again after a change of the verdict's code
                                         or a spec's tolerances, without re-measuring (arena/run/rejudge.py)
+    rehash RESULTS_DIR                  restate fingerprints hashed byte for byte by the current scheme
+                                        (Python files by their code), where the files are unchanged
 """
 
 from __future__ import annotations
@@ -27,19 +29,36 @@ def schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def existing_folder(path: str) -> Path | None:
+    if not Path(path).is_dir():
+        print(f"arena: no results folder {path}", file=sys.stderr)
+        return None
+    return Path(path)
+
+
 def rejudge(args: argparse.Namespace) -> int:
     from arena.run.rejudge import rejudge as run_rejudge  # the run layer: imported only for this command
     from arena.specs import load_specs
     from arena.specs.loader import DEFAULT_SPECS_DIR
 
-    results_dir = Path(args.results_dir)
-    if not results_dir.is_dir():
-        print(f"arena: no results folder {results_dir}", file=sys.stderr)
+    results_dir = existing_folder(args.results_dir)
+    if results_dir is None:
         return 2
     specs = load_specs(Path(args.specs_dir) if args.specs_dir else DEFAULT_SPECS_DIR)
     outcomes = run_rejudge(results_dir, Path(args.cache_dir).expanduser(), specs)
     counts = Counter(o.action for o in outcomes)
     print(f"arena: {counts['rejudged']} re-judged, {counts['current']} already current, {counts['re-run']} need a re-run")
+    return 0
+
+
+def rehash(args: argparse.Namespace) -> int:
+    from arena.run.rejudge import rehash as run_rehash  # the run layer: imported only for this command
+
+    results_dir = existing_folder(args.results_dir)
+    if results_dir is None:
+        return 2
+    counts = Counter(o.action for o in run_rehash(results_dir))
+    print(f"arena: {counts['rehashed']} rehashed, {counts['current']} already current, {counts['left']} left as they were")
     return 0
 
 
@@ -54,6 +73,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default="~/.cache/arena", help="the cache the run used (default %(default)s)")
     p.add_argument("--specs-dir", help="the specs (default: the repository's specs/models)")
     p.set_defaults(func=rejudge)
+    p = commands.add_parser("rehash", help="restate byte-for-byte fingerprints by the current scheme")
+    p.add_argument("results_dir")
+    p.set_defaults(func=rehash)
     return top
 
 

@@ -231,6 +231,18 @@ def of(components: dict[str, str]) -> Fingerprint:
     return Fingerprint(value=value, components=ordered)
 
 
+def rehashed(recorded: Fingerprint, source: Tree) -> Fingerprint | None:
+    """A byte-for-byte fingerprint restated under `SCHEME`, when every file it names is byte-identical in
+    the tree (so is its code, and the result stands exactly as before); None when one differs (only a
+    re-run can update that result) or it already records a scheme."""
+    if scheme_of(recorded) != BYTES:
+        return None
+    paths = [k.removeprefix("code:") for k in recorded.components if k.startswith("code:")]
+    if source.code(paths, BYTES) != {f"code:{p}": recorded.components[f"code:{p}"] for p in paths}:
+        return None
+    return of(recorded.components | source.code(paths, SCHEME))
+
+
 def changed(recorded: Fingerprint, judged_by: tuple[Tolerances | None, str], source: Tree) -> list[str]:
     """The recorded code and tolerance components that the tree at `source` (and the spec's current
     tolerances) no longer match. Versions and binaries belong to the machine that ran the cell: not here."""

@@ -1,4 +1,5 @@
-"""Judge stored results again, without re-measuring: `python -m arena.results rejudge RESULTS_DIR`.
+"""Judge stored results again, without re-measuring: `python -m arena.results rejudge RESULTS_DIR`
+(and `rehash RESULTS_DIR`: restate old fingerprints by the current hashing scheme, `rehash` below).
 
 When only the verdict's code (arena/results/compare.py) or a spec's tolerances changed, the numbers a
 cell measured still stand; only its verdict is out of date. Each result names its outputs artifact
@@ -104,3 +105,24 @@ def why_not_rejudgeable(result: Result, specs: dict[str, ModelSpec], cache_dir: 
 def _margins(before, after) -> str:
     old, new = worst_margin(before.checks), worst_margin(after.checks)
     return f" (worst margin {old:.3g} → {new:.3g})" if old is not None and new is not None else ""
+
+
+def rehash(results_dir: Path, log: Callable[[str], None] = print) -> list[Outcome]:
+    """Restate every byte-for-byte fingerprint under `results_dir` by the current scheme
+    (`fingerprint.rehashed`), where its files are byte-identical to the tree's: afterwards a comment or
+    docstring edit leaves those results current too. Nothing else in a result changes."""
+    source, outcomes = fingerprint.Tree(), []
+    for path, result in iter_results(results_dir):
+        name = str(path.relative_to(results_dir).with_suffix(""))
+        restated = fingerprint.rehashed(result.fingerprint, source) if result.fingerprint else None
+        if restated:
+            result.fingerprint = restated
+            write_json_atomic(path, result.model_dump(mode="json"))
+            action, detail = "rehashed", ""
+        elif result.fingerprint is None or fingerprint.scheme_of(result.fingerprint) == fingerprint.BYTES:
+            action, detail = "left", "no fingerprint" if result.fingerprint is None else "its code differs from the tree's: only a re-run updates it"
+        else:
+            action, detail = "current", ""
+        outcomes.append(Outcome(path=name, action=action, detail=detail))
+        log(f"{action:9} {name}" + (f": {detail}" if detail else ""))
+    return outcomes

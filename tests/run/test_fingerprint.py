@@ -154,6 +154,17 @@ def test_a_result_hashed_byte_for_byte_is_checked_byte_for_byte(tree):
     assert fingerprint.changed(cell(tree, "jax"), judged_by, fingerprint.Tree(tree)) == []
 
 
+def test_an_unchanged_result_is_restated_by_the_current_scheme(tree):
+    """`rehashed` restates a byte-for-byte fingerprint only where every file is byte-identical: then it is
+    exactly the fingerprint a run of this tree records now."""
+    old = fingerprint.cell("jax", "llama", SPEC.tolerances_for("jax", "fp32", "tiny"), fingerprint.Tree(tree), fingerprint.BYTES)
+    assert fingerprint.rehashed(old, fingerprint.Tree(tree)) == cell(tree, "jax")
+    assert fingerprint.rehashed(cell(tree, "jax"), fingerprint.Tree(tree)) is None, "already by the current scheme"
+    path = tree / "arena/frameworks/contract.py"
+    path.write_text(path.read_text() + "\n# a comment\n")
+    assert fingerprint.rehashed(old, fingerprint.Tree(tree)) is None, "not byte-identical: the old hash cannot vouch for the code"
+
+
 def test_the_tree_hashes_each_path_once():
     source = fingerprint.Tree()
     first = fingerprint.cell("candle", "llama", SPEC.tolerances_for("candle", "fp32", "tiny"), source)

@@ -4,14 +4,16 @@ code changed, leaves alone what only a re-run can update, and a later run keeps 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
 
 from arena.results.__main__ import main as results_cli
-from arena.results.store import load_result
+from arena.results.store import load_result, write_json_atomic
 from arena.run import fingerprint
 from arena.run.orchestrate import outputs_path
+from arena.specs import load_specs
 
 MODEL, BUGGY = "smollm2-135m", "tests.bugs-residual_scaled-torch"  # a real bug: fails at the spec's tolerances
 LOOSE = {"output": {"atol": 100.0, "rtol": 1.0, "min_cosine": -1.0}, "loss": {"atol": 100.0, "rtol": 1.0},
@@ -76,3 +78,22 @@ def test_judging_components_are_the_only_ones_a_rejudge_replaces():
     assert fingerprint.measured_changed(recorded, fingerprint.Tree()) == ["code:arena/run/child.py"]
     current = fingerprint.of(recorded.components | {"scheme": fingerprint.SCHEME})
     assert fingerprint.rejudged(current, spec_tol, fingerprint.Tree()).components["code:arena/results/compare.py"] == fingerprint.Tree().digest("arena/results/compare.py")
+
+
+def test_rehash_restates_unchanged_results_and_leaves_the_others(tmp_path, capsys):
+    """`python -m arena.results rehash DIR`: a result hashed byte for byte from this very tree is restated
+    (and stays current); one whose recorded code differs from the tree is left as it was."""
+    committed = sorted((Path(__file__).resolve().parents[2] / "results").rglob("*.json"))[0]
+    result = load_result(committed)
+    judged_by = load_specs()[result.model].tolerances_for(result.framework, result.dtype, result.preset)
+    family = load_specs()[result.model].family
+    unchanged = result.model_copy(update={"fingerprint": fingerprint.cell(result.framework, family, judged_by, fingerprint.Tree(), fingerprint.BYTES)})
+    edited = fingerprint.of(unchanged.fingerprint.components | {"code:arena/run/child.py": "0" * 12})
+    write_json_atomic(tmp_path / "a" / "unchanged.json", unchanged.model_dump(mode="json"))
+    write_json_atomic(tmp_path / "b" / "edited.json", unchanged.model_copy(update={"fingerprint": edited}).model_dump(mode="json"))
+    assert results_cli(["rehash", str(tmp_path)]) == 0
+    assert "1 rehashed, 0 already current, 1 left" in capsys.readouterr().out
+    restated = load_result(tmp_path / "a" / "unchanged.json").fingerprint
+    assert fingerprint.scheme_of(restated) == fingerprint.SCHEME and fingerprint.changed(restated, judged_by, fingerprint.Tree()) == []
+    assert load_result(tmp_path / "b" / "edited.json").fingerprint == edited
+    assert results_cli(["rehash", str(tmp_path / "missing")]) == 2
