@@ -59,10 +59,20 @@ def device_index(ctx: BuildContext) -> int:
     return int(ctx.device.split(":")[1]) if ":" in ctx.device else 0
 
 
+# XLA's CPU scheduler orders ops for concurrency by default, at the price of memory: measured with JAX
+# (the same compiler), SD 1.5 training needed 10.9 GiB of temporaries with it and 3.9 GiB with the
+# memory-minimising order, and was OOM-killed at 24 GiB. The order of independent ops changes no number.
+CPU_XLA_FLAGS = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+
+
 def process_env(ctx: BuildContext) -> dict[str, str]:
-    """Only TensorFlow's C++ INFO lines are silenced (warnings stay); nothing here changes a number.
-    oneDNN stays as the wheel ships it (TF_ENABLE_ONEDNN_OPTS is left alone and recorded)."""
-    return {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1")}
+    """Only TensorFlow's C++ INFO lines are silenced (warnings stay), and the XLA variant on the CPU
+    takes XLA's memory-minimising scheduler; nothing here changes a number. oneDNN stays as the wheel
+    ships it (TF_ENABLE_ONEDNN_OPTS is left alone and recorded)."""
+    env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1")}
+    if ctx.variant == "xla" and device_type(ctx) == "CPU":
+        env["XLA_FLAGS"] = " ".join(f for f in (os.environ.get("XLA_FLAGS", ""), CPU_XLA_FLAGS) if f)
+    return env
 
 
 def onednn_enabled() -> bool:
@@ -105,6 +115,7 @@ def probe(ctx: BuildContext) -> Probe:
         "onednn": onednn_enabled(),
         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset: the platform default)"),
         "tensor_float_32": tf.config.experimental.tensor_float_32_execution_enabled(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
     if kind == "CPU":
         backend = f"TensorFlow {version} CPU ({'oneDNN' if settings['onednn'] else 'Eigen'} kernels{', XLA' if settings['jit_compile'] else ''})"
