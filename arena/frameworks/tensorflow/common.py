@@ -28,10 +28,6 @@ class Model:
     ctx: BuildContext
     trainable: list[str]
 
-    @property
-    def dtype(self) -> tf.DType:
-        return float_dtype(self.ctx)
-
 
 def float_dtype(ctx: BuildContext) -> tf.DType:
     return tf.as_dtype(DTYPE_NAMES[ctx.dtype])
