@@ -58,7 +58,7 @@ class CatchTable(BaseModel):
 
     bugs: list[CatchBug]
     rows: list[CatchRow]
-    runs: list[CatchRun] = Field(description="the last run of each preset")
+    runs: list[CatchRun] = Field(description="the last run of each preset and set of models (a slow preset may run a model at a time)")
 
     @property
     def models(self) -> list[str]:
@@ -72,6 +72,11 @@ class CatchTable(BaseModel):
             cells.setdefault((r.bug, r.framework), {}).setdefault(r.model, []).append(r)
         return cells
 
+    def runs_summary(self) -> str:
+        """`tiny 2026-12-04, 5.3 min; full (sd15-unet) ...`: each run, naming its models where it had not all of them."""
+        return "; ".join(f"{r.preset}{'' if set(r.models) >= set(self.models) else ' (' + ', '.join(r.models) + ')'} "
+                         f"{r.created[:10]}, {r.wall_s / 60:.1f} min" for r in self.runs)
+
     def injected_into(self, bug: str, framework: str) -> str:
         """`torch: model, process`: the implementation and where the bug went in (it may differ by family)."""
         kinds = sorted({r.injected for r in self.rows if (r.bug, r.framework) == (bug, framework)})
@@ -81,9 +86,9 @@ class CatchTable(BaseModel):
         """This table with a newer run's rows (same bug, framework, model, preset) and bugs replacing its own."""
         key = lambda r: (r.bug, r.framework, r.model, r.preset)  # noqa: E731
         replaced = {key(r) for r in newer.rows}
-        runs = {r.preset: r for r in [*self.runs, *newer.runs]}
+        runs = {(r.preset, *sorted(r.models)): r for r in [*self.runs, *newer.runs]}
         return CatchTable(bugs=newer.bugs, rows=sorted([r for r in self.rows if key(r) not in replaced] + newer.rows, key=key),
-                          runs=sorted(runs.values(), key=lambda r: r.preset))
+                          runs=[runs[k] for k in sorted(runs)])
 
 
 def read(path: Path) -> CatchTable | None:

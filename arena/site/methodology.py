@@ -49,9 +49,8 @@ def catch_section(catches: CatchTable | None) -> list[str]:
     for (bug, framework), by_model in catches.grid().items():
         verdicts = [tag("td", "<br>".join(_catch(r) for r in by_model.get(m, [])) or "—") for m in catches.models]
         rows.append(tag("tr", tag("td", tag("code", esc(bug)) + "<br>" + esc(what[bug])) + tag("td", esc(catches.injected_into(bug, framework))) + "".join(verdicts)))
-    runs = "; ".join(f"{r.preset}: {r.created[:10]}, {r.wall_s / 60:.1f} min" for r in catches.runs)
     kinds = "; ".join(f"**{k}**: {md(v)}" for k, v in INJECTED.items())
-    return lines + [block(table(("bug", "injected into", *catches.models), rows), class_="arena-table"), "", f"Injected into {kinds}. Runs: {md(runs)}.", ""]
+    return lines + [block(table(("bug", "injected into", *catches.models), rows), class_="arena-table"), "", f"Injected into {kinds}. Runs: {md(catches.runs_summary())}.", ""]
 
 
 def _catch(r: CatchRow) -> str:

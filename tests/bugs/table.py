@@ -83,9 +83,8 @@ def markdown(table: CatchTable) -> str:
     for (bug, framework), by_model in table.grid().items():
         verdicts = ["<br>".join(verdict(r) for r in by_model.get(m, [])) or "—" for m in table.models]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in [f"`{bug}`: {what[bug]}", table.injected_into(bug, framework), *verdicts]) + " |")
-    runs = "; ".join(f"{r.preset} {r.created[:10]}, {r.wall_s / 60:.1f} min" for r in table.runs)
     kinds = "; ".join(f"{k}: {v}" for k, v in INJECTED.items())
-    return "\n".join(lines) + f"\n\n✓ caught (by the checks named), ✗ not caught (why), — no such bug in that model. Injected into {kinds}. Runs: {runs}.\n"
+    return "\n".join(lines) + f"\n\n✓ caught (by the checks named), ✗ not caught (why), — no such bug in that model. Injected into {kinds}. Runs: {table.runs_summary()}.\n"
 
 
 def verdict(r: CatchRow) -> str:
