@@ -1,5 +1,5 @@
 """CTranslate2: the inference engine under faster-whisper and WhisperX, for SmolLM2 (its LLaMA
-support, `ctranslate2.Generator`).
+support, `ctranslate2.Generator`) and Whisper (`ctranslate2.models.Whisper`).
 
 CTranslate2 runs models converted by its own converters. Ours is its Transformers converter on a local
 Hugging Face folder written from the shared weights (`convert.py`), at fp32 (no quantization, compute
@@ -12,7 +12,8 @@ repository): one model replica (`inter_threads=1`) with `intra_threads` = the ce
 how a single request is served with the lowest latency; the default CPU dispatch (see `cpu_backend`);
 the LLM's prompt state kept with `static_prompt`, the API it documents for caching a prefix.
 
-What each family can and cannot time is in its file.
+What each family can and cannot time is in its file: SmolLM2's latency is one decode step on a cached
+prompt; Whisper's API has no such step, so only its inference runs (see whisper.py).
 """
 
 from __future__ import annotations
@@ -36,7 +37,12 @@ UNSUPPORTED = {
     "resnet": NO_ARCHITECTURE.format(what="convolutional image-classifier (ResNet)"),
     "unet2d_condition": NO_ARCHITECTURE.format(what="diffusion UNet"),
     "vla_expert": NO_ARCHITECTURE.format(what="SmolVLA action-expert (flow-matching)"),
-    "whisper": "not wired yet: CTranslate2's Whisper comes in the next commit",
+    "whisper/latency": (
+        "CTranslate2's Whisper API has no decoder step on a kept cache: every `generate` call starts a new decoder "
+        "state and feeds the text prefix token by token (only the task tokens after <|startoftranscript|> are "
+        "forwarded at once), so one step after a cached decoder_len-token prefix can be neither run nor timed alone; "
+        "timing generate over the prefix and the next token would time decoder_len + 1 steps"
+    ),
 }
 COMPUTE_TYPE = "float32"
 
