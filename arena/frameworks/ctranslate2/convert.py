@@ -64,7 +64,7 @@ def converter(vocabulary: IdVocabulary):
 def converted(family: str, config: Any, weights: dict[str, np.ndarray], ctx: BuildContext, special: int) -> tuple[Path, Conversion]:
     """The cell's CTranslate2 model folder (converted now or reused) and its conversion record."""
     versions = {d: importlib.metadata.version(d) for d in CONVERTER_DISTRIBUTIONS}
-    tool_id = "ct2-" + "-".join(f"{d}{v}" for d, v in versions.items()) + "-float32"
+    tool_id = f"ct2-{family}-" + "-".join(f"{d}{v}" for d, v in versions.items()) + "-float32"
     folder = conversion_folder(ctx.convert_dir, tool_id, Path(__file__))
 
     def make(scratch: Path) -> None:
