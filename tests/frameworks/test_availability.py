@@ -1,7 +1,7 @@
 """A framework that is not installed is a recorded `unavailable` cell with the install hint, and the
 rest of the run goes on. The child process is made to see no jax / mlx / onnxruntime / llama_cpp /
-openvino / executorch by shadowing them on its path with packages whose import fails exactly as a
-missing distribution does."""
+openvino / executorch / tinygrad by shadowing them on its path with packages whose import fails exactly
+as a missing distribution does."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from arena.frameworks import load_adapter
 
 pytest.importorskip("torch")
 
-HIDDEN = {"jax": "jax", "mlx": "mlx", "onnxruntime": "onnxruntime", "ggml": "llama_cpp", "openvino": "openvino", "executorch": "executorch"}
+HIDDEN = {"jax": "jax", "mlx": "mlx", "onnxruntime": "onnxruntime", "ggml": "llama_cpp", "openvino": "openvino", "executorch": "executorch", "tinygrad": "tinygrad"}
 
 
 @pytest.mark.slow
