@@ -16,8 +16,9 @@ file path never reaches `build`, see arena/frameworks/contract.py), so they beco
 The CPU device compiles every kernel with `clang` (Debian's `clang` package). In tinygrad 0.14 the CPU
 device runs every kernel on the calling thread: NUM_CPU_THREADS only splits a kernel's outer loop into
 that many chunks, which `CPUProgram.__call__` runs one after another (runtime/ops_cpu.py; the threaded
-queue is the experimental HCQ2 path). It is set from the cell's threads all the same, and the result
-records that kernels run on one thread. BEAM kernel search is off (BEAM=0, tinygrad's default): it
+queue is the experimental HCQ2 path). It is set from the cell's threads all the same (it also sizes the
+process pool that generates and compiles kernels, PARALLEL), and the result records that kernels run on
+one thread. BEAM kernel search is off (BEAM=0, tinygrad's default): it
 times many candidate kernels per kernel, which on 2 shared cores would not finish a preset in reasonable
 time, so it is no variant here.
 """
