@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from arena.frameworks.contract import BuildContext, Probe
+from arena.frameworks.contract import DTYPE_NAMES, BuildContext, Probe
 
 DISTRIBUTION = "tinygrad"
 SOURCES = ("arena/frameworks/layouts.py",)
@@ -61,7 +61,7 @@ def compiler() -> str:
 def probe(ctx: BuildContext) -> Probe:
     from importlib.metadata import version
 
-    from tinygrad import Device
+    from tinygrad import Device, Tensor, dtypes
     from tinygrad.helpers import BEAM, JIT, NUM_CPU_THREADS
 
     found = version(DISTRIBUTION)
@@ -72,6 +72,13 @@ def probe(ctx: BuildContext) -> Probe:
         opened = Device[name]
     except Exception as err:  # a missing driver or library: CUDA without libcuda, METAL off macOS
         return Probe(available=False, reason=f"tinygrad cannot open device {name}: {type(err).__name__}: {err}"[:500], version=found)
+    if ctx.dtype != "fp32":
+        # One kernel in the cell's dtype: Debian's clang 14 compiles float16 but rejects tinygrad's bfloat16
+        # kernels ("__bf16 is not supported on this target"), and that should be the cell's reason.
+        try:
+            (Tensor.ones(4, dtype=getattr(dtypes, DTYPE_NAMES[ctx.dtype]), device=name) * 2).realize()
+        except Exception as err:
+            return Probe(available=False, reason=f"tinygrad cannot compile a {ctx.dtype} kernel for {name} here: {type(err).__name__}: {err}"[:500], version=found)
     settings = {
         "device": name,
         "renderer": type(opened.renderer).__name__,
