@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
@@ -11,6 +12,15 @@ from pathlib import Path
 
 import psutil
 import pytest
+
+# TensorFlow and triton (torch.compile's compiler, loaded by torch._inductor and ExecuTorch's exir) each
+# link LLVM: a process that loads TensorFlow first aborts when triton loads ("LLVM ERROR: inconsistency
+# in registered CommandLine options"), while triton first works (checked with tensorflow-cpu 2.21 and
+# torch 2.15). Cells never load both, but a test process imports every framework's adapter
+# (tests/test_contracts.py) and lowers ExecuTorch programs, in whatever order xdist deals the tests: so
+# triton goes first, here.
+with contextlib.suppress(ImportError):
+    import triton  # noqa: F401
 
 from arena.results.schema import Result
 from arena.run.config import RunConfig
