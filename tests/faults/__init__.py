@@ -41,7 +41,21 @@ def wrapped_framework(variant: str) -> str:
     return variant.partition("-")[2] or "torch"
 
 
-UNSUPPORTED = wrapped_unsupported(v for v in VARIANTS if v.startswith("perturb-"))
+def twin_workloads_skipped(variant: str) -> dict[str, str]:
+    """A `perturb-<package>` twin proves that a changed weight fails the verdict, and its inference
+    shows that (tests/frameworks/test_conformance.py asserts an inference check fails): it skips the
+    other workloads, whose compiles would double the framework's test time for nothing more. A
+    converting runtime (arena/frameworks/conversion.py in its SOURCES) builds every workload's graph in
+    one conversion from the inputs it is given, so its twin runs them all."""
+    adapter, _ = load_adapter(wrapped_framework(variant))
+    if "arena/frameworks/conversion.py" in getattr(adapter, "SOURCES", ()):
+        return {}
+    why = "the perturbed twin runs inference only: a changed weight must fail it (tests/faults/__init__.py)"
+    return {f"{variant}:*/{workload}": why for workload in ("latency", "training")}
+
+
+TWINS = [v for v in VARIANTS if v.startswith("perturb-")]
+UNSUPPORTED = wrapped_unsupported(TWINS) | {key: why for v in TWINS for key, why in twin_workloads_skipped(v).items()}
 
 
 def process_env(ctx: BuildContext) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """Every framework against the reference at every spec's `tiny` preset, through the real runner: a pair
 the framework runs must pass on outputs, loss and gradients of every workload it does not declare
-unsupported, and the same implementation with one weight scaled by 1.01 must fail; a pair it declares
+unsupported, and the same implementation with one weight scaled by 1.01 must fail its inference (the
+twin runs inference only where the framework builds per workload: tests/faults/__init__.py); a pair it declares
 unsupported is recorded so, with the declared reason. Parametrised over the adapters in arena/frameworks
 (each variant a framework) and over specs/models, so a new framework, family or spec is tested without
 touching this file.
@@ -102,6 +103,7 @@ def test_framework_passes_and_a_perturbed_weight_fails(conformance, model, frame
 
     assert perturbed.status == "ok", perturbed.reason
     assert perturbed.correctness.verdict == "fail", "a weight scaled by 1.01 must not pass"
+    assert any(not c.passed for c in perturbed.correctness.checks if c.name.startswith("inference/")), "its inference shows it"
 
 
 @pytest.mark.slow
