@@ -36,6 +36,10 @@ unsupported as a whole (one it does declare has no module), with the same four f
     training(model, inputs) -> Step
 
 less any workload declared unsupported for the family in every variant (it is never called).
+`build` owns the `weights` dict it is given and may empty it once the model holds its own copy: the
+cell drops the arrays right after `build` anyway, and a runtime that lowers a large model can need that
+memory (ExecuTorch's build does so before lowering; the full SD UNet did not fit beside them in 24 GiB).
+A caller that needs the arrays afterwards passes a copy.
 
 A runtime that compiles static-shape artifacts ahead of time (ONNX export, a llama.cpp context sized
 to the prompt) declares a fourth parameter, `build(config, weights, ctx, inputs)`: it then receives
