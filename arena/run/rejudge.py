@@ -114,15 +114,16 @@ def rehash(results_dir: Path, log: Callable[[str], None] = print) -> list[Outcom
     source, outcomes = fingerprint.Tree(), []
     for path, result in iter_results(results_dir):
         name = str(path.relative_to(results_dir).with_suffix(""))
-        restated = fingerprint.rehashed(result.fingerprint, source) if result.fingerprint else None
-        if restated:
+        if result.fingerprint is None:
+            action, detail = "left", "no fingerprint"
+        elif fingerprint.scheme_of(result.fingerprint) != fingerprint.BYTES:
+            action, detail = "current", ""
+        elif restated := fingerprint.rehashed(result.fingerprint, source):
             result.fingerprint = restated
             write_json_atomic(path, result.model_dump(mode="json"))
             action, detail = "rehashed", ""
-        elif result.fingerprint is None or fingerprint.scheme_of(result.fingerprint) == fingerprint.BYTES:
-            action, detail = "left", "no fingerprint" if result.fingerprint is None else "its code differs from the tree's: only a re-run updates it"
         else:
-            action, detail = "current", ""
+            action, detail = "left", "its code differs from the tree's: only a re-run updates it"
         outcomes.append(Outcome(path=name, action=action, detail=detail))
         log(f"{action:9} {name}" + (f": {detail}" if detail else ""))
     return outcomes

@@ -41,14 +41,20 @@ def wrapped_framework(variant: str) -> str:
     return variant.partition("-")[2] or "torch"
 
 
+def converts(adapter) -> bool:
+    """A converting runtime: it runs the conversion cache (arena/frameworks/conversion.py, in its SOURCES),
+    records its conversion in every cell and builds every workload's graph in one conversion."""
+    return "arena/frameworks/conversion.py" in getattr(adapter, "SOURCES", ())
+
+
 def twin_workloads_skipped(variant: str) -> dict[str, str]:
     """A `perturb-<package>` twin proves that a changed weight fails the verdict, and its inference
     shows that (tests/frameworks/test_conformance.py asserts an inference check fails): it skips the
     other workloads, whose compiles would double the framework's test time for nothing more. A
-    converting runtime (arena/frameworks/conversion.py in its SOURCES) builds every workload's graph in
-    one conversion from the inputs it is given, so its twin runs them all."""
+    converting runtime (`converts`) builds every workload's graph in one conversion from the inputs it
+    is given, so its twin runs them all."""
     adapter, _ = load_adapter(wrapped_framework(variant))
-    if "arena/frameworks/conversion.py" in getattr(adapter, "SOURCES", ()):
+    if converts(adapter):
         return {}
     why = "the perturbed twin runs inference only: a changed weight must fail it (tests/faults/__init__.py)"
     return {f"{variant}:*/{workload}": why for workload in ("latency", "training")}

@@ -22,12 +22,9 @@ from arena.frameworks.contract import REFERENCE_FRAMEWORK, unsupported_reason
 from arena.results.schema import Result
 from arena.specs import load_specs
 from tests.conftest import SPEC_NAMES, run_matrix_in
+from tests.faults import converts
 
 pytest.importorskip("torch")
-
-# An adapter that runs the conversion cache (arena/frameworks/conversion.py, in its SOURCES) records its
-# conversion in every cell.
-CONVERSION_CODE = "arena/frameworks/conversion.py"
 
 
 def training_output_checks(model: str) -> set[str]:
@@ -98,7 +95,7 @@ def test_framework_passes_and_a_perturbed_weight_fails(conformance, model, frame
     if not unsupported_reason(adapter.UNSUPPORTED, family, "training", variant):
         assert {"training/loss", "training/grads"} | training_output_checks(model) <= checked
     conversion = cell.metrics.prepare.conversion
-    if CONVERSION_CODE in getattr(adapter, "SOURCES", ()):
+    if converts(adapter):
         assert conversion is not None and conversion.bytes > 0 and conversion.files
 
     assert perturbed.status == "ok", perturbed.reason
