@@ -15,6 +15,51 @@ import jax.numpy as jnp
 
 Params = dict[str, jax.Array]
 
+# ---- layout, dtypes and array operations (the `arena.frameworks.functional.layers.Layers` contract) ----
+
+CHANNEL_AXIS = -1  # channels-last
+FLOAT32 = jnp.float32
+cast = jnp.astype
+reshape = jnp.reshape
+concat = jnp.concatenate
+sin, cos, exp = jnp.sin, jnp.cos, jnp.exp
+silu, relu = jax.nn.silu, jax.nn.relu
+
+
+def chunk(x: jax.Array, parts: int) -> tuple[jax.Array, ...]:
+    return tuple(jnp.split(x, parts, axis=-1))
+
+
+def arange(n: int, dtype: jnp.dtype) -> jax.Array:
+    return jnp.arange(n, dtype=dtype)
+
+
+def pixels_to_tokens(x: jax.Array) -> jax.Array:
+    """NHWC / NLC -> [B, pixels, C] (row-major pixels, as PyTorch's flatten of NCHW after a permute)."""
+    return x.reshape(x.shape[0], -1, x.shape[-1])
+
+
+def tokens_to_pixels(h: jax.Array, like: jax.Array) -> jax.Array:
+    return h.reshape(like.shape)
+
+
+def per_channel(v: jax.Array) -> jax.Array:
+    """[B, C] -> [B, 1, 1, C], against NHWC."""
+    return v[:, None, None, :]
+
+
+def split_heads(x: jax.Array, head_dim: int) -> jax.Array:
+    """[B, T, heads * head_dim] -> [B, T, heads, head_dim] (XLA's attention layout)."""
+    return x.reshape(*x.shape[:2], -1, head_dim)
+
+
+def append_positions(past: jax.Array, new: jax.Array) -> jax.Array:
+    return jnp.concatenate([past, new], axis=1)
+
+
+def unembed(x: jax.Array, table: jax.Array) -> jax.Array:
+    return x @ table.T
+
 
 def linear(p: Params, name: str, x: jax.Array) -> jax.Array:
     """nn.Linear `name` (weight [out, in], bias optional)."""
@@ -33,20 +78,21 @@ def embedding(table: jax.Array, ids: jax.Array) -> jax.Array:
     return jnp.take(table, ids, axis=0)
 
 
-def _upcast(x: jax.Array) -> jax.Array:
+def upcast(x: jax.Array) -> jax.Array:
+    """float32 for half types; float32 (or wider) stays."""
     return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
     """LlamaRMSNorm: normalise in float32, cast back, then scale."""
-    x32 = _upcast(x)
+    x32 = upcast(x)
     normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
     return weight * normed.astype(x.dtype)
 
 
 def layer_norm(p: Params, name: str, x: jax.Array, eps: float = 1e-5) -> jax.Array:
     """nn.LayerNorm over the last axis (biased variance)."""
-    x32 = _upcast(x)
+    x32 = upcast(x)
     mean = jnp.mean(x32, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
     normed = ((x32 - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
@@ -56,7 +102,7 @@ def layer_norm(p: Params, name: str, x: jax.Array, eps: float = 1e-5) -> jax.Arr
 def group_norm(p: Params, name: str, x: jax.Array, groups: int, eps: float) -> jax.Array:
     """nn.GroupNorm on channels-last x [N, ..., C] (biased variance over each group's channels and pixels)."""
     n, c = x.shape[0], x.shape[-1]
-    x32 = _upcast(x).reshape(n, -1, groups, c // groups)
+    x32 = upcast(x).reshape(n, -1, groups, c // groups)
     mean = jnp.mean(x32, axis=(1, 3), keepdims=True)
     var = jnp.mean(jnp.square(x32 - mean), axis=(1, 3), keepdims=True)
     normed = ((x32 - mean) * jax.lax.rsqrt(var + eps)).reshape(x.shape).astype(x.dtype)
@@ -71,7 +117,7 @@ def batch_norm(p: Params, name: str, x: jax.Array, moved: Params | None, eps: fl
     if moved is None:
         mean, var = p[f"{name}.running_mean"], p[f"{name}.running_var"]
     else:
-        x32 = _upcast(x)
+        x32 = upcast(x)
         mean = jnp.mean(x32, axis=(0, 1, 2))
         var = jnp.mean(jnp.square(x32 - mean), axis=(0, 1, 2))
         count = x.size // x.shape[-1]  # values per channel
@@ -138,5 +184,5 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Mean cross-entropy (F.cross_entropy), log-softmax in float32."""
-    logp = jax.nn.log_softmax(_upcast(logits), axis=-1)
+    logp = jax.nn.log_softmax(upcast(logits), axis=-1)
     return -jnp.mean(jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32), axis=-1))

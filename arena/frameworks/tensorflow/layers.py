@@ -16,6 +16,57 @@ import tensorflow as tf
 
 Params = dict[str, tf.Variable]
 
+# ---- layout, dtypes and array operations (the `arena.frameworks.functional.layers.Layers` contract) ----
+
+CHANNEL_AXIS = -1  # channels-last
+FLOAT32 = tf.float32
+cast = tf.cast
+sin, cos, exp = tf.sin, tf.cos, tf.exp
+silu, relu = tf.nn.silu, tf.nn.relu
+
+
+def reshape(x: tf.Tensor, shape: tuple[int, ...]) -> tf.Tensor:
+    return tf.reshape(x, shape)
+
+
+def concat(xs: list[tf.Tensor], axis: int) -> tf.Tensor:
+    return tf.concat(xs, axis=axis)
+
+
+def chunk(x: tf.Tensor, parts: int) -> tuple[tf.Tensor, ...]:
+    return tuple(tf.split(x, parts, axis=-1))
+
+
+def arange(n: int, dtype: tf.DType) -> tf.Tensor:
+    return tf.range(n, dtype=dtype)
+
+
+def pixels_to_tokens(x: tf.Tensor) -> tf.Tensor:
+    """NHWC / NLC -> [B, pixels, C] (row-major pixels, as PyTorch's flatten of NCHW after a permute)."""
+    return tf.reshape(x, [x.shape[0], -1, x.shape[-1]])
+
+
+def tokens_to_pixels(h: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
+    return tf.reshape(h, like.shape)
+
+
+def per_channel(v: tf.Tensor) -> tf.Tensor:
+    """[B, C] -> [B, 1, 1, C], against NHWC."""
+    return v[:, None, None, :]
+
+
+def split_heads(x: tf.Tensor, head_dim: int) -> tf.Tensor:
+    """[B, T, heads * head_dim] -> [B, T, heads, head_dim] (the layout `attention` takes)."""
+    return tf.reshape(x, [*x.shape[:2], -1, head_dim])
+
+
+def append_positions(past: tf.Tensor, new: tf.Tensor) -> tf.Tensor:
+    return tf.concat([past, new], axis=1)
+
+
+def unembed(x: tf.Tensor, table: tf.Tensor) -> tf.Tensor:
+    return dense(x, table)
+
 
 def dense(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor | None = None) -> tf.Tensor:
     """x [..., in] @ weight[out, in]^T (+ bias) -> [..., out]."""
@@ -92,12 +143,14 @@ def batch_norm(p: Params, name: str, x: tf.Tensor, moved: dict[str, tf.Tensor] |
     return x * tf.cast(scale, x.dtype) + tf.cast(shift, x.dtype)
 
 
-def conv(p: Params, name: str, x: tf.Tensor, stride: int = 1, padding: int = 0) -> tf.Tensor:
+def conv(p: Params, name: str, x: tf.Tensor, stride: int = 1, padding: int = 0, groups: int = 1) -> tf.Tensor:
     """nn.Conv1d / nn.Conv2d, channels-last: x NLC / NHWC, kernel WIO / HWIO ([*k, in/groups, out]).
-    Grouped convolutions need no argument: TensorFlow takes the group count from the input's channels
-    over the kernel's. A Conv1d runs as a Conv2d over a height of 1, as tf.nn.conv1d does (which has
-    no explicit padding)."""
+    TensorFlow takes the group count from the input's channels over the kernel's; `groups` is checked
+    against it. A Conv1d runs as a Conv2d over a height of 1, as tf.nn.conv1d does (which has no
+    explicit padding)."""
     kernel, bias = p[f"{name}.weight"], p.get(f"{name}.bias")
+    if x.shape[-1] != kernel.shape[-2] * groups:
+        raise ValueError(f"{name}: {x.shape[-1]} input channels are not {groups} groups of the kernel's {kernel.shape[-2]}")
     if kernel.shape.rank == 3:
         y = tf.nn.conv2d(x[:, None], kernel[None], [1, stride], [[0, 0], [0, 0], [padding, padding], [0, 0]])[:, 0]
     else:

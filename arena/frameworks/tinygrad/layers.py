@@ -17,6 +17,74 @@ from tinygrad.dtype import least_upper_dtype
 
 Params = dict[str, Tensor]
 
+# ---- layout, dtypes and array operations (the `arena.frameworks.functional.layers.Layers` contract) ----
+
+CHANNEL_AXIS = 1  # channels-first, PyTorch's layout
+FLOAT32 = dtypes.float32
+
+
+def cast(x: Tensor, dtype) -> Tensor:
+    return x.cast(dtype)
+
+
+def reshape(x: Tensor, shape: tuple[int, ...]) -> Tensor:
+    return x.reshape(shape)
+
+
+def concat(xs: list[Tensor], axis: int) -> Tensor:
+    return xs[0].cat(*xs[1:], dim=axis)
+
+
+def chunk(x: Tensor, parts: int) -> tuple[Tensor, ...]:
+    return tuple(x.chunk(parts, dim=-1))
+
+
+def arange(n: int, dtype) -> Tensor:
+    return Tensor.arange(n, dtype=dtype)
+
+
+def sin(x: Tensor) -> Tensor:
+    return x.sin()
+
+
+def cos(x: Tensor) -> Tensor:
+    return x.cos()
+
+
+def exp(x: Tensor) -> Tensor:
+    return x.exp()
+
+
+def silu(x: Tensor) -> Tensor:
+    return x.silu()
+
+
+def relu(x: Tensor) -> Tensor:
+    return x.relu()
+
+
+def pixels_to_tokens(x: Tensor) -> Tensor:
+    """NCHW / NCL -> [B, pixels, C] (row-major pixels, as PyTorch's flatten + permute)."""
+    return x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2)
+
+
+def tokens_to_pixels(h: Tensor, like: Tensor) -> Tensor:
+    return h.transpose(1, 2).reshape(like.shape)
+
+
+def per_channel(v: Tensor) -> Tensor:
+    """[B, C] -> [B, C, 1, 1], against NCHW."""
+    return v.reshape(*v.shape, 1, 1)
+
+
+def append_positions(past: Tensor, new: Tensor) -> Tensor:
+    """Along the positions of [B, heads, positions, head_dim]."""
+    return past.cat(new, dim=2)
+
+
+def unembed(x: Tensor, table: Tensor) -> Tensor:
+    return x @ table.T
+
 
 def linear(p: Params, name: str, x: Tensor) -> Tensor:
     """nn.Linear `name` (weight [out, in], bias optional)."""
