@@ -1,4 +1,4 @@
-"""The `Layers` contract of arena.frameworks.functional: every framework that runs the shared
+"""The `Layers` contract of arena.functional: every framework that runs the shared
 architectures provides each operation under its name, with the contract's parameter names (the
 architectures pass some by keyword), so a gap fails here rather than inside a trace."""
 
@@ -9,7 +9,7 @@ import inspect
 
 import pytest
 
-from arena.frameworks.functional.layers import Layers
+from arena.functional.layers import Layers
 
 FRAMEWORKS = {"jax": "jax", "tensorflow": "tensorflow", "tinygrad": "tinygrad"}  # package -> module it needs
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 Params = dict[str, jax.Array]
 
-# ---- layout, dtypes and array operations (the `arena.frameworks.functional.layers.Layers` contract) ----
+# ---- layout, dtypes and array operations (the `arena.functional.layers.Layers` contract) ----
 
 CHANNEL_AXIS = -1  # channels-last
 FLOAT32 = jnp.float32

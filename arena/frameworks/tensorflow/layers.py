@@ -16,7 +16,7 @@ import tensorflow as tf
 
 Params = dict[str, tf.Variable]
 
-# ---- layout, dtypes and array operations (the `arena.frameworks.functional.layers.Layers` contract) ----
+# ---- layout, dtypes and array operations (the `arena.functional.layers.Layers` contract) ----
 
 CHANNEL_AXIS = -1  # channels-last
 FLOAT32 = tf.float32

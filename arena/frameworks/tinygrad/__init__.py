@@ -31,7 +31,7 @@ import shutil
 from arena.frameworks.contract import DTYPE_NAMES, BuildContext, Probe
 
 DISTRIBUTION = "tinygrad"
-SOURCES = ("arena/frameworks/layouts.py",)
+SOURCES = ("arena/frameworks/layouts.py", "arena/functional")  # the architectures, written once
 INSTALL_HINT = 'pip install -e ".[tinygrad]"  (the CPU device also needs clang: apt install clang)'
 VARIANTS = {"": "TinyJit of every timed call (captured in the warm-up calls); outputs realised and the device synchronised inside each timed call"}
 UNSUPPORTED: dict[str, str] = {}

@@ -17,7 +17,7 @@ from tinygrad.dtype import least_upper_dtype
 
 Params = dict[str, Tensor]
 
-# ---- layout, dtypes and array operations (the `arena.frameworks.functional.layers.Layers` contract) ----
+# ---- layout, dtypes and array operations (the `arena.functional.layers.Layers` contract) ----
 
 CHANNEL_AXIS = 1  # channels-first, PyTorch's layout
 FLOAT32 = dtypes.float32

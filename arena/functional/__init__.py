@@ -9,6 +9,7 @@ framework keeps activations in (channels-last for XLA and TensorFlow, channels-f
 heads-second or heads-first). `layers.Layers` is that contract, checked against every framework's
 module by tests/frameworks/test_functional.py.
 
+Each of those adapters lists this folder in its `SOURCES`, so a change here re-runs their cells.
 What differs between the frameworks stays in their own package: how parameters are held and
 differentiated, how a call is compiled (jit, tf.function, TinyJit), loops (lax.fori_loop, tf.while_loop,
 unrolled), and rematerialisation.
