@@ -25,10 +25,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 from pydantic import BaseModel, ValidationError
 
 MANIFEST = "arena-manifest.json"
@@ -92,7 +94,8 @@ def build_folder(folder: Path, make: Callable[[Path], None]) -> None:
     """Make a folder entry in a scratch folder beside it (`make(scratch)`), seal it and rename it into
     place, so a crash mid-way never leaves a half-written entry that a later reader would trust."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    remove_abandoned(folder)
+    scratch = folder.with_name(f"{folder.name}.partial-{socket.gethostname()}-{os.getpid()}")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
     try:
@@ -105,6 +108,18 @@ def build_folder(folder: Path, make: Callable[[Path], None]) -> None:
         raise
     shutil.rmtree(folder, ignore_errors=True)  # a damaged entry, or one of an older layout
     scratch.rename(folder)
+
+
+def remove_abandoned(folder: Path) -> None:
+    """Scratch folders of this entry whose process, on this host, is gone. A process killed outright (a
+    cell past its deadline, the kernel's OOM killer) never reaches build_folder's cleanup, and its half-made
+    entry (GBs for a converted SD UNet) would otherwise stay on the disk for good. A scratch folder names
+    its host: one made by a live process on another node sharing this cache is left alone."""
+    host = socket.gethostname()
+    for scratch in folder.parent.glob(f"{folder.name}.partial-{host}-*"):
+        pid = scratch.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def install_file(source: Path, target: Path) -> None:

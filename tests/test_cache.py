@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import subprocess
 
 import pytest
 
@@ -100,3 +102,20 @@ def test_a_failed_build_leaves_nothing_and_keeps_the_old_entry(folder):
         cache.build_folder(folder, make)
     assert [p.name for p in folder.parent.iterdir()] == ["entry"], "no scratch left"
     assert cache.damage(folder) is None
+
+
+def test_a_build_removes_the_scratch_of_a_killed_process_and_keeps_a_live_ones(tmp_path):
+    """A process killed mid-build leaves its scratch folder; the next build of that entry removes it, but
+    not the scratch of a process still building it, nor one made on another host."""
+    entry = tmp_path / "entry"
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    host = socket.gethostname()
+    killed = tmp_path / f"entry.partial-{host}-{gone.pid}"
+    live = tmp_path / f"entry.partial-{host}-{os.getppid()}"
+    elsewhere = tmp_path / f"entry.partial-other-node-{gone.pid}"
+    for scratch in (killed, live, elsewhere):
+        scratch.mkdir()
+        (scratch / "half.bin").write_bytes(b"h" * 100)
+    cache.build_folder(entry, lambda scratch: (scratch / "model.bin").write_bytes(b"x"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["entry", live.name, elsewhere.name])
