@@ -93,3 +93,11 @@ class Layers(Protocol):
 
     def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Mean cross-entropy (F.cross_entropy), log-softmax in float32."""
+
+    # ---- for resnet ----
+    def max_pool(self, x: Tensor, kernel_size: int, stride: int, padding: int) -> Tensor:
+        """nn.MaxPool2d on convolution activations; the padding never wins a window (-inf or the
+        dtype's minimum)."""
+
+    def global_avg_pool(self, x: Tensor) -> Tensor:
+        """nn.AdaptiveAvgPool2d((1, 1)) + flatten: convolution activations -> [batch, channels]."""

@@ -186,3 +186,22 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Mean cross-entropy (F.cross_entropy), log-softmax in float32."""
     logp = jax.nn.log_softmax(upcast(logits), axis=-1)
     return -jnp.mean(jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32), axis=-1))
+
+
+# ---- for resnet ----
+
+
+def max_pool(x: jax.Array, kernel_size: int, stride: int, padding: int) -> jax.Array:
+    """nn.MaxPool2d on NHWC: the padding is -inf, so it never wins a window. The init value is a Python
+    constant: JAX recognises (max, -inf) as the max-pool reduction, which it can differentiate, only when
+    the value is concrete (not a traced jnp.array)."""
+    return jax.lax.reduce_window(
+        x, -jnp.inf, jax.lax.max,
+        window_dimensions=(1, kernel_size, kernel_size, 1), window_strides=(1, stride, stride, 1),
+        padding=((0, 0), (padding, padding), (padding, padding), (0, 0)),
+    )  # fmt: skip
+
+
+def global_avg_pool(x: jax.Array) -> jax.Array:
+    """nn.AdaptiveAvgPool2d((1, 1)) + flatten: NHWC -> [B, C]."""
+    return jnp.mean(x, axis=(1, 2))

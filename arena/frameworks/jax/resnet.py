@@ -1,90 +1,29 @@
-"""ResNet in JAX: torchvision's ResNet (v1.5) restated as pure functions of the official-named
-parameters, channels-last (NHWC activations, HWIO kernels: XLA's layout).
-
-Follows torchvision `torchvision/models/resnet.py`: conv1 7x7/2 (no bias), bn1, ReLU, max-pool 3x3/2
-padded with -inf, layer1..layer4 of BasicBlock or Bottleneck (stride on the 3x3 conv, `groups` on the
-Bottleneck's 3x3, downsample = 1x1 conv + BN when the shape changes), global average pool, fc.
-BatchNorm (eps 1e-5) uses the running statistics for inference and latency and the batch's own mean and
-biased variance for training, as torch's eval and train modes do.
-
-Training also returns the running statistics torch's train step leaves (`bn/<buffer name>`), computed
-functionally: the parameters are immutable, so every call moves the loaded statistics by one step and
-inference never sees them. `forward`'s `moved` is that switch: None for eval-mode BatchNorm, a dict
-for train mode, which every BatchNorm fills with its moved statistics while the forward is traced.
+"""ResNet in JAX. The architecture (torchvision's ResNet v1.5, its BatchNorm modes and the moved
+running statistics training returns) is `arena.functional.resnet`; this module holds what is JAX's own:
+images channels-last (NHWC activations, HWIO kernels: XLA's layout), the forward jitted for inference
+and latency, and the loss through jit(value_and_grad) for training (`common.forward_step` and
+`training_step`). The BatchNorm buffers are frozen: torch neither trains them nor reports their gradient.
 """
 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from arena.families.resnet import Config, blocks
+from arena.families.resnet import Config
 from arena.frameworks.contract import BuildContext, Step
+from arena.frameworks.jax import layers as nn
 from arena.frameworks.jax.common import Model, Params, build_model, forward_step, to_device, training_step
-from arena.frameworks.jax.layers import batch_norm, conv, cross_entropy, linear
-
-# Buffers of every BatchNorm: torch neither trains them nor reports a gradient for them.
-BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+from arena.functional import resnet
 
 
 def build(config: Config, weights: dict[str, np.ndarray], ctx: BuildContext) -> Model:
-    return build_model(config, weights, ctx, frozen=BUFFERS)
-
-
-def max_pool(x: jax.Array) -> jax.Array:
-    """nn.MaxPool2d(3, stride=2, padding=1) on NHWC: the padding is -inf, so it never wins a window.
-    The init value is a Python constant: JAX recognises (max, -inf) as the max-pool reduction, which
-    it can differentiate, only when the value is concrete (not a traced jnp.array)."""
-    return jax.lax.reduce_window(
-        x, -jnp.inf, jax.lax.max,
-        window_dimensions=(1, 3, 3, 1), window_strides=(1, 2, 2, 1), padding=((0, 0), (1, 1), (1, 1), (0, 0)),
-    )  # fmt: skip
-
-
-def conv_bn(
-    p: Params, conv_name: str, bn_name: str, x: jax.Array, moved: Params | None, stride: int = 1, padding: int = 0, groups: int = 1
-) -> jax.Array:
-    """A bias-free conv followed by its BatchNorm, the unit every torchvision ResNet layer is made of."""
-    return batch_norm(p, bn_name, conv(p, conv_name, x, stride, padding, groups), moved)
-
-
-def basic_block(p: Params, prefix: str, x: jax.Array, stride: int, moved: Params | None) -> jax.Array:
-    """BasicBlock: 3x3 (strided) -> BN -> ReLU -> 3x3 -> BN."""
-    out = jax.nn.relu(conv_bn(p, f"{prefix}.conv1", f"{prefix}.bn1", x, moved, stride, padding=1))
-    return conv_bn(p, f"{prefix}.conv2", f"{prefix}.bn2", out, moved, padding=1)
-
-
-def bottleneck(p: Params, prefix: str, x: jax.Array, stride: int, groups: int, moved: Params | None) -> jax.Array:
-    """Bottleneck (v1.5): 1x1 -> BN -> ReLU -> 3x3 (strided, grouped) -> BN -> ReLU -> 1x1 -> BN."""
-    out = jax.nn.relu(conv_bn(p, f"{prefix}.conv1", f"{prefix}.bn1", x, moved))
-    out = jax.nn.relu(conv_bn(p, f"{prefix}.conv2", f"{prefix}.bn2", out, moved, stride, padding=1, groups=groups))
-    return conv_bn(p, f"{prefix}.conv3", f"{prefix}.bn3", out, moved)
-
-
-def block(p: Params, config: Config, prefix: str, x: jax.Array, stride: int, downsample: bool, moved: Params | None) -> jax.Array:
-    """relu(residual branch + shortcut); the shortcut is a strided 1x1 conv + BN where the shape changes."""
-    if config.block == "basic":
-        out = basic_block(p, prefix, x, stride, moved)
-    else:
-        out = bottleneck(p, prefix, x, stride, config.groups, moved)
-    shortcut = conv_bn(p, f"{prefix}.downsample.0", f"{prefix}.downsample.1", x, moved, stride) if downsample else x
-    return jax.nn.relu(out + shortcut)
-
-
-def forward(p: Params, config: Config, images: jax.Array, moved: Params | None) -> jax.Array:
-    """Logits [batch, num_classes] of images [batch, H, W, 3]."""
-    x = jax.nn.relu(conv_bn(p, "conv1", "bn1", images, moved, stride=2, padding=3))  # [B, H/2, W/2, 64]
-    x = max_pool(x)  # [B, H/4, W/4, 64]
-    for prefix, _, _, stride, downsample in blocks(config):
-        x = block(p, config, prefix, x, stride, downsample, moved)
-    x = jnp.mean(x, axis=(1, 2))  # AdaptiveAvgPool2d((1, 1)) + flatten: [B, num_features]
-    return linear(p, "fc", x)
+    return build_model(config, weights, ctx, frozen=resnet.BUFFERS)
 
 
 def inference(model: Model, inputs: dict[str, np.ndarray]) -> Step:
     images = to_device(inputs, model.dtype, channels_last=["images"])["images"]  # [batch, H, W, 3]
-    return forward_step(lambda p, images: {"logits": forward(p, model.config, images, moved=None)}, model.params, images)
+    return forward_step(lambda p, images: {"logits": resnet.forward(nn, p, model.config, images, moved=None)}, model.params, images)
 
 
 def latency(model: Model, inputs: dict[str, np.ndarray]) -> Step:
@@ -93,13 +32,10 @@ def latency(model: Model, inputs: dict[str, np.ndarray]) -> Step:
 
 
 def training(model: Model, inputs: dict[str, np.ndarray]) -> Step:
-    """Mean cross-entropy on integer labels, train-mode BatchNorm (batch statistics); the moved running
-    statistics come back as `bn/<buffer name>`."""
+    """`resnet.loss` (train-mode BatchNorm), its moved running statistics returned with the gradients."""
     tensors = to_device(inputs, model.dtype, channels_last=["images"])
 
     def loss(p: Params, images: jax.Array, labels: jax.Array) -> tuple[jax.Array, Params]:
-        moved: Params = {}
-        logits = forward(p, model.config, images, moved)
-        return cross_entropy(logits, labels), {f"bn/{name}": stat for name, stat in moved.items()}
+        return resnet.loss(nn, p, model.config, images, labels)
 
     return training_step(model, loss, tensors["images"], tensors["labels"], with_outputs=True)

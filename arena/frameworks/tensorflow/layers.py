@@ -210,3 +210,18 @@ def cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     softmax-cross-entropy op, its documented form for integer labels."""
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=upcast(logits))
     return tf.reduce_mean(losses)
+
+
+# ---- for resnet ----
+
+
+def max_pool(x: tf.Tensor, kernel_size: int, stride: int, padding: int) -> tf.Tensor:
+    """nn.MaxPool2d on NHWC: padded with -inf, so the padding never wins a window. TensorFlow's "SAME"
+    would pad only the bottom/right here, which moves every window."""
+    padded = tf.pad(x, [[0, 0], [padding, padding], [padding, padding], [0, 0]], constant_values=-math.inf)
+    return tf.nn.max_pool2d(padded, ksize=kernel_size, strides=stride, padding="VALID")
+
+
+def global_avg_pool(x: tf.Tensor) -> tf.Tensor:
+    """nn.AdaptiveAvgPool2d((1, 1)) + flatten: NHWC -> [B, C]."""
+    return tf.reduce_mean(x, axis=(1, 2))

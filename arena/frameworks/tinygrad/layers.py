@@ -217,3 +217,16 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, causa
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     """Mean cross-entropy (F.cross_entropy), log-softmax in float32; `labels` hold no ignore index."""
     return upcast(logits).sparse_categorical_crossentropy(labels)
+
+
+# ---- for resnet ----
+
+
+def max_pool(x: Tensor, kernel_size: int, stride: int, padding: int) -> Tensor:
+    """nn.MaxPool2d on NCHW: tinygrad pads with the dtype's minimum, which never wins a window."""
+    return x.max_pool2d(kernel_size=(kernel_size, kernel_size), stride=stride, padding=padding)
+
+
+def global_avg_pool(x: Tensor) -> Tensor:
+    """nn.AdaptiveAvgPool2d((1, 1)) + flatten: NCHW -> [B, C]."""
+    return x.mean(axis=(2, 3))
