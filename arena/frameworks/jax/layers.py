@@ -186,3 +186,15 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Mean cross-entropy (F.cross_entropy), log-softmax in float32."""
     logp = jax.nn.log_softmax(upcast(logits), axis=-1)
     return -jnp.mean(jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32), axis=-1))
+
+
+# ---- for unet2d_condition ----
+
+
+def upsample_nearest2x(x: jax.Array) -> jax.Array:
+    """F.interpolate(scale_factor=2, mode="nearest") on NHWC."""
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def mean(x: jax.Array) -> jax.Array:
+    return jnp.mean(x)

@@ -210,3 +210,15 @@ def cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     softmax-cross-entropy op, its documented form for integer labels."""
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=upcast(logits))
     return tf.reduce_mean(losses)
+
+
+# ---- for unet2d_condition ----
+
+
+def upsample_nearest2x(x: tf.Tensor) -> tf.Tensor:
+    """F.interpolate(scale_factor=2, mode="nearest") on NHWC."""
+    return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def mean(x: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_mean(x)

@@ -217,3 +217,15 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, causa
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     """Mean cross-entropy (F.cross_entropy), log-softmax in float32; `labels` hold no ignore index."""
     return upcast(logits).sparse_categorical_crossentropy(labels)
+
+
+# ---- for unet2d_condition ----
+
+
+def upsample_nearest2x(x: Tensor) -> Tensor:
+    """F.interpolate(scale_factor=2, mode="nearest") on NCHW."""
+    return x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+
+
+def mean(x: Tensor) -> Tensor:
+    return x.mean()
