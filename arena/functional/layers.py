@@ -94,7 +94,7 @@ class Layers(Protocol):
     def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Mean cross-entropy (F.cross_entropy), log-softmax in float32."""
 
-    # ---- for unet2d_condition --------------------------------------------------------------------
+    # ---- for unet2d_condition ----
     def upsample_nearest2x(self, x: Tensor) -> Tensor:
         """F.interpolate(scale_factor=2, mode="nearest") of 2-D convolution activations (framework layout)."""
 

@@ -100,9 +100,10 @@ def transformer(nn: Layers, p: Params, name: str, x: Tensor, context: Tensor, he
 # ---- the model -----------------------------------------------------------------------------------
 
 
-def forward(nn: Layers, p: Params, cfg: Config, sample: Tensor, timestep: Tensor, context: Tensor, attend: Attend) -> Tensor:
+def forward(nn: Layers, p: Params, sample: Tensor, timestep: Tensor, context: Tensor, *, cfg: Config, attend: Attend) -> Tensor:
     """UNet2DConditionModel.forward: sample [B, Cin, H, W] in the framework's layout, timestep [B] int,
-    context [B, M, D] -> the predicted noise [B, Cout, H, W], in the same layout."""
+    context [B, M, D] -> the predicted noise [B, Cout, H, W], in the same layout. `cfg` and `attend`
+    are static (keyword-only, so a framework binds them with functools.partial and traces the rest)."""
     n = cfg.num_levels
     if cfg.center_input_sample:
         sample = 2 * sample - 1.0
@@ -138,8 +139,9 @@ def forward(nn: Layers, p: Params, cfg: Config, sample: Tensor, timestep: Tensor
     return nn.conv(p, "conv_out", x, padding=1)
 
 
-def loss(nn: Layers, p: Params, cfg: Config, sample: Tensor, timestep: Tensor, context: Tensor, noise: Tensor, attend: Attend) -> Tensor:
+def loss(nn: Layers, p: Params, sample: Tensor, timestep: Tensor, context: Tensor, noise: Tensor, *, cfg: Config, attend: Attend) -> Tensor:
     """Noise-prediction MSE, mean over every element, taken in float32 (as diffusers' training script
     does in half precision): F.mse_loss(unet(x_t, t, context).float(), noise.float())."""
-    diff = nn.cast(forward(nn, p, cfg, sample, timestep, context, attend), nn.FLOAT32) - nn.cast(noise, nn.FLOAT32)
+    pred = forward(nn, p, sample, timestep, context, cfg=cfg, attend=attend)
+    diff = nn.cast(pred, nn.FLOAT32) - nn.cast(noise, nn.FLOAT32)
     return nn.mean(diff * diff)

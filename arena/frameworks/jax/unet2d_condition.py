@@ -10,13 +10,15 @@ What is JAX's own:
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import numpy as np
 
 from arena.families.unet2d_condition import Config
 from arena.frameworks.contract import BuildContext, Step
 from arena.frameworks.jax import layers as nn
-from arena.frameworks.jax.common import Model, Params, build_model, forward_step, to_device, training_step
+from arena.frameworks.jax.common import Model, build_model, forward_step, to_device, training_step
 from arena.functional import unet2d_condition as unet
 
 # The score matrix of a 64x64 latent's self-attention is [B, heads, 4096, 4096]: 0.5 GB a layer at batch
@@ -31,14 +33,11 @@ def build(config: Config, weights: dict[str, np.ndarray], ctx: BuildContext) -> 
 
 
 def inference(model: Model, inputs: dict[str, np.ndarray]) -> Step:
-    """The config is closed over (static), so every Python branch in `forward` is resolved at trace time."""
+    """The config is bound (static), so every Python branch in `forward` is resolved at trace time."""
     x = to_device(inputs, model.dtype, channels_last=["sample"])
+    forward = partial(unet.forward, nn, cfg=model.config, attend=rematerialised_attention)
     args = (model.params, x["sample"], x["timestep"], x["encoder_hidden_states"])
-
-    def denoise(p: Params, sample: jax.Array, timestep: jax.Array, context: jax.Array) -> dict[str, jax.Array]:
-        return {"sample": unet.forward(nn, p, model.config, sample, timestep, context, rematerialised_attention)}
-
-    return forward_step(denoise, *args, channels_first=["sample"])
+    return forward_step(lambda *a: {"sample": forward(*a)}, *args, channels_first=["sample"])
 
 
 def latency(model: Model, inputs: dict[str, np.ndarray]) -> Step:
@@ -47,11 +46,7 @@ def latency(model: Model, inputs: dict[str, np.ndarray]) -> Step:
 
 
 def training(model: Model, inputs: dict[str, np.ndarray]) -> Step:
-    """`unet.loss` (noise-prediction MSE in float32) and its gradients, in one jitted call."""
+    """`unet.loss` (noise-prediction MSE in float32) and its gradients w.r.t. the params, one jitted call."""
     x = to_device(inputs, model.dtype, channels_last=["sample", "noise"])
-    cfg = model.config
-
-    def loss_fn(p: Params, sample: jax.Array, timestep: jax.Array, context: jax.Array, noise: jax.Array) -> jax.Array:
-        return unet.loss(nn, p, cfg, sample, timestep, context, noise, rematerialised_attention)
-
+    loss_fn = partial(unet.loss, nn, cfg=model.config, attend=rematerialised_attention)  # (params, *inputs) -> loss
     return training_step(model, loss_fn, x["sample"], x["timestep"], x["encoder_hidden_states"], x["noise"])

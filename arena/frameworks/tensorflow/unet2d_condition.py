@@ -10,13 +10,15 @@ What is TensorFlow's own:
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import tensorflow as tf
 
 from arena.families.unet2d_condition import Config
 from arena.frameworks.contract import BuildContext, Step
 from arena.frameworks.tensorflow import layers as nn
-from arena.frameworks.tensorflow.common import Model, Params, build_model, forward_step, to_device, training_step
+from arena.frameworks.tensorflow.common import Model, build_model, forward_step, to_device, training_step
 from arena.functional import unet2d_condition as unet
 
 # The score matrix of a 64x64 latent's self-attention is [B, heads, 4096, 4096]: 0.5 GB a layer at batch
@@ -32,13 +34,11 @@ def build(config: Config, weights: dict[str, np.ndarray], ctx: BuildContext) -> 
 
 
 def inference(model: Model, inputs: dict[str, np.ndarray]) -> Step:
-    """The config is closed over (static), so every Python branch in `forward` is resolved at trace time."""
+    """The config is bound (static), so every Python branch in `forward` is resolved at trace time."""
     x = to_device(inputs, model.ctx, channels_last=["sample"])
-
-    def denoise(p: Params, sample: tf.Tensor, timestep: tf.Tensor, context: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {"sample": unet.forward(nn, p, model.config, sample, timestep, context, rematerialised_attention)}
-
-    return forward_step(model, denoise, x["sample"], x["timestep"], x["encoder_hidden_states"], channels_first=["sample"])
+    forward = partial(unet.forward, nn, cfg=model.config, attend=rematerialised_attention)
+    args = (x["sample"], x["timestep"], x["encoder_hidden_states"])
+    return forward_step(model, lambda *a: {"sample": forward(*a)}, *args, channels_first=["sample"])
 
 
 def latency(model: Model, inputs: dict[str, np.ndarray]) -> Step:
@@ -47,11 +47,7 @@ def latency(model: Model, inputs: dict[str, np.ndarray]) -> Step:
 
 
 def training(model: Model, inputs: dict[str, np.ndarray]) -> Step:
-    """`unet.loss` (noise-prediction MSE in float32) and its gradients, in one traced call."""
+    """`unet.loss` (noise-prediction MSE in float32) and its gradients w.r.t. the variables, one traced call."""
     x = to_device(inputs, model.ctx, channels_last=["sample", "noise"])
-    cfg = model.config
-
-    def loss_fn(p: Params, sample: tf.Tensor, timestep: tf.Tensor, context: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
-        return unet.loss(nn, p, cfg, sample, timestep, context, noise, rematerialised_attention)
-
+    loss_fn = partial(unet.loss, nn, cfg=model.config, attend=rematerialised_attention)  # (params, *inputs) -> loss
     return training_step(model, loss_fn, x["sample"], x["timestep"], x["encoder_hidden_states"], x["noise"])

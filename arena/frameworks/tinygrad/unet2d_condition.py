@@ -3,14 +3,15 @@ diffusers-named weights, NCHW activations with OIHW kernels (PyTorch's layout, w
 it is).
 
 What is tinygrad's own: each workload is one TinyJit, the weights its constants (inference) or the
-tensors it differentiates (training). Attention is the plain `layers.attention`: tinygrad has no
-rematerialisation to ask for.
+tensors it differentiates (training). Attention is the plain `layers.attention`, not rematerialised
+in the backward pass as JAX's and TensorFlow's is.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
-from tinygrad import Tensor
 
 from arena.families.unet2d_condition import Config
 from arena.frameworks.contract import BuildContext, Step
@@ -25,11 +26,9 @@ def build(config: Config, weights: dict[str, np.ndarray], ctx: BuildContext) -> 
 
 def inference(model: Model, inputs: dict[str, np.ndarray]) -> Step:
     x = to_device(inputs, model.ctx)
-
-    def denoise(sample: Tensor, timestep: Tensor, context: Tensor) -> dict[str, Tensor]:
-        return {"sample": unet.forward(nn, model.params, model.config, sample, timestep, context, nn.attention)}
-
-    return forward_step(denoise, model, x["sample"], x["timestep"], x["encoder_hidden_states"])
+    forward = partial(unet.forward, nn, model.params, cfg=model.config, attend=nn.attention)
+    args = (x["sample"], x["timestep"], x["encoder_hidden_states"])
+    return forward_step(lambda *a: {"sample": forward(*a)}, model, *args)
 
 
 def latency(model: Model, inputs: dict[str, np.ndarray]) -> Step:
@@ -38,10 +37,7 @@ def latency(model: Model, inputs: dict[str, np.ndarray]) -> Step:
 
 
 def training(model: Model, inputs: dict[str, np.ndarray]) -> Step:
-    """`unet.loss` (noise-prediction MSE in float32) and its gradients, in one TinyJit."""
+    """`unet.loss` (noise-prediction MSE in float32) and its gradients w.r.t. the weights, one TinyJit."""
     x = to_device(inputs, model.ctx)
-
-    def loss(sample: Tensor, timestep: Tensor, context: Tensor, noise: Tensor) -> Tensor:
-        return unet.loss(nn, model.params, model.config, sample, timestep, context, noise, nn.attention)
-
+    loss = partial(unet.loss, nn, model.params, cfg=model.config, attend=nn.attention)  # (*inputs) -> loss
     return training_step(model, loss, x["sample"], x["timestep"], x["encoder_hidden_states"], x["noise"])
