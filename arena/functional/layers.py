@@ -101,3 +101,10 @@ class Layers(Protocol):
 
     def global_avg_pool(self, x: Tensor) -> Tensor:
         """nn.AdaptiveAvgPool2d((1, 1)) + flatten: convolution activations -> [batch, channels]."""
+
+    # ---- for unet2d_condition ----
+    def upsample_nearest2x(self, x: Tensor) -> Tensor:
+        """F.interpolate(scale_factor=2, mode="nearest") of 2-D convolution activations (framework layout)."""
+
+    def mean(self, x: Tensor) -> Tensor:
+        """The mean of every element: a scalar."""

@@ -205,3 +205,15 @@ def max_pool(x: jax.Array, kernel_size: int, stride: int, padding: int) -> jax.A
 def global_avg_pool(x: jax.Array) -> jax.Array:
     """nn.AdaptiveAvgPool2d((1, 1)) + flatten: NHWC -> [B, C]."""
     return jnp.mean(x, axis=(1, 2))
+
+
+# ---- for unet2d_condition ----
+
+
+def upsample_nearest2x(x: jax.Array) -> jax.Array:
+    """F.interpolate(scale_factor=2, mode="nearest") on NHWC."""
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def mean(x: jax.Array) -> jax.Array:
+    return jnp.mean(x)

@@ -225,3 +225,15 @@ def max_pool(x: tf.Tensor, kernel_size: int, stride: int, padding: int) -> tf.Te
 def global_avg_pool(x: tf.Tensor) -> tf.Tensor:
     """nn.AdaptiveAvgPool2d((1, 1)) + flatten: NHWC -> [B, C]."""
     return tf.reduce_mean(x, axis=(1, 2))
+
+
+# ---- for unet2d_condition ----
+
+
+def upsample_nearest2x(x: tf.Tensor) -> tf.Tensor:
+    """F.interpolate(scale_factor=2, mode="nearest") on NHWC."""
+    return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def mean(x: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_mean(x)

@@ -230,3 +230,15 @@ def max_pool(x: Tensor, kernel_size: int, stride: int, padding: int) -> Tensor:
 def global_avg_pool(x: Tensor) -> Tensor:
     """nn.AdaptiveAvgPool2d((1, 1)) + flatten: NCHW -> [B, C]."""
     return x.mean(axis=(2, 3))
+
+
+# ---- for unet2d_condition ----
+
+
+def upsample_nearest2x(x: Tensor) -> Tensor:
+    """F.interpolate(scale_factor=2, mode="nearest") on NCHW."""
+    return x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+
+
+def mean(x: Tensor) -> Tensor:
+    return x.mean()
