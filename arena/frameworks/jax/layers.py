@@ -186,3 +186,37 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Mean cross-entropy (F.cross_entropy), log-softmax in float32."""
     logp = jax.nn.log_softmax(upcast(logits), axis=-1)
     return -jnp.mean(jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32), axis=-1))
+
+
+# ---- for vla_expert ----
+
+
+INT32 = jnp.int32
+
+
+def full(shape: tuple[int, ...], value: float, dtype: jnp.dtype) -> jax.Array:
+    return jnp.full(shape, value, dtype)
+
+
+def round(x: jax.Array) -> jax.Array:  # the contract's name (numpy's); shadows the builtin in this module
+    """The nearest integer, ties to even."""
+    return jnp.round(x)
+
+
+def mean(x: jax.Array) -> jax.Array:
+    return jnp.mean(x)
+
+
+def broadcast_to(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    return jnp.broadcast_to(x, shape)
+
+
+def across_heads(v: jax.Array) -> jax.Array:
+    """[B, T, F] -> [B, T, 1, F], against [B, T, heads, head_dim]."""
+    return v[:, :, None, :]
+
+
+def mask_bits(x: jax.Array, mask: int) -> jax.Array:
+    """float32 x with its bit pattern ANDed with the 32-bit `mask`."""
+    bits = jax.lax.bitcast_convert_type(x, jnp.uint32) & jnp.uint32(mask)
+    return jax.lax.bitcast_convert_type(bits, jnp.float32)

@@ -210,3 +210,37 @@ def cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     softmax-cross-entropy op, its documented form for integer labels."""
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=upcast(logits))
     return tf.reduce_mean(losses)
+
+
+# ---- for vla_expert ----
+
+
+INT32 = tf.int32
+
+
+def full(shape: tuple[int, ...], value: float, dtype: tf.DType) -> tf.Tensor:
+    return tf.constant(value, dtype, shape=shape)
+
+
+def round(x: tf.Tensor) -> tf.Tensor:  # the contract's name (numpy's); shadows the builtin in this module
+    """The nearest integer, ties to even (as np.round)."""
+    return tf.round(x)
+
+
+def mean(x: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_mean(x)
+
+
+def broadcast_to(x: tf.Tensor, shape: tuple[int, ...]) -> tf.Tensor:
+    return tf.broadcast_to(x, shape)
+
+
+def across_heads(v: tf.Tensor) -> tf.Tensor:
+    """[B, T, F] -> [B, T, 1, F], against [B, T, heads, head_dim]."""
+    return v[:, :, None, :]
+
+
+def mask_bits(x: tf.Tensor, mask: int) -> tf.Tensor:
+    """float32 x with its bit pattern ANDed with the 32-bit `mask`."""
+    bits = tf.bitwise.bitwise_and(tf.bitcast(x, tf.uint32), tf.constant(mask, tf.uint32))
+    return tf.bitcast(bits, tf.float32)
