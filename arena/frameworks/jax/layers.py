@@ -190,25 +190,9 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 # ---- for vla_expert ----
 
-
 INT32 = jnp.int32
-
-
-def full(shape: tuple[int, ...], value: float, dtype: jnp.dtype) -> jax.Array:
-    return jnp.full(shape, value, dtype)
-
-
-def round(x: jax.Array) -> jax.Array:  # the contract's name (numpy's); shadows the builtin in this module
-    """The nearest integer, ties to even."""
-    return jnp.round(x)
-
-
-def mean(x: jax.Array) -> jax.Array:
-    return jnp.mean(x)
-
-
-def broadcast_to(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    return jnp.broadcast_to(x, shape)
+full = jnp.full
+round, mean, broadcast_to = jnp.round, jnp.mean, jnp.broadcast_to  # round (ties to even) shadows the builtin here
 
 
 def across_heads(v: jax.Array) -> jax.Array:

@@ -214,25 +214,12 @@ def cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
 
 # ---- for vla_expert ----
 
-
 INT32 = tf.int32
+round, mean, broadcast_to = tf.round, tf.reduce_mean, tf.broadcast_to  # round (ties to even) shadows the builtin here
 
 
 def full(shape: tuple[int, ...], value: float, dtype: tf.DType) -> tf.Tensor:
     return tf.constant(value, dtype, shape=shape)
-
-
-def round(x: tf.Tensor) -> tf.Tensor:  # the contract's name (numpy's); shadows the builtin in this module
-    """The nearest integer, ties to even (as np.round)."""
-    return tf.round(x)
-
-
-def mean(x: tf.Tensor) -> tf.Tensor:
-    return tf.reduce_mean(x)
-
-
-def broadcast_to(x: tf.Tensor, shape: tuple[int, ...]) -> tf.Tensor:
-    return tf.broadcast_to(x, shape)
 
 
 def across_heads(v: tf.Tensor) -> tf.Tensor:
