@@ -70,6 +70,7 @@ def rope(nn: Layers, x: Tensor, positions: Tensor, max_wavelength: float) -> Ten
     x32 = nn.upcast(x)
     d_half = x.shape[-1] // 2
     freq_exponents = (2.0 / x.shape[-1]) * nn.arange(d_half, x32.dtype)
+    # a tensor base, as lerobot's: tinygrad rounds a Python-float base's power differently
     timescale = nn.full((), max_wavelength, x32.dtype) ** freq_exponents
     radians = nn.across_heads(nn.cast(positions, x32.dtype)[..., None] / timescale)  # [1, L, D/2], every head
     sin, cos = nn.sin(radians), nn.cos(radians)
