@@ -106,5 +106,21 @@ class Layers(Protocol):
     def upsample_nearest2x(self, x: Tensor) -> Tensor:
         """F.interpolate(scale_factor=2, mode="nearest") of 2-D convolution activations (framework layout)."""
 
+    # ---- for vla_expert ----
+    INT32: Any  # the framework's int32 dtype
+
+    def full(self, shape: tuple[int, ...], value: float, dtype: Any) -> Tensor: ...
+    def round(self, x: Tensor) -> Tensor:
+        """The nearest integer, ties to even (np.round)."""
+
     def mean(self, x: Tensor) -> Tensor:
-        """The mean of every element: a scalar."""
+        """The mean of all elements: a 0-d tensor."""
+
+    def broadcast_to(self, x: Tensor, shape: tuple[int, ...]) -> Tensor: ...
+    def across_heads(self, v: Tensor) -> Tensor:
+        """v [batch, tokens, features] shaped to broadcast across the heads of the attention layout
+        (as `per_channel` across a convolution's pixels)."""
+
+    def mask_bits(self, x: Tensor, mask: int) -> Tensor:
+        """float32 x with its IEEE-754 bit pattern ANDed with the 32-bit `mask` (0xFFFFF000 keeps the sign,
+        the exponent and the 12 leading significant bits: an exact split x = mask_bits(x) + rest)."""

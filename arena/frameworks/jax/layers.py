@@ -215,5 +215,19 @@ def upsample_nearest2x(x: jax.Array) -> jax.Array:
     return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
-def mean(x: jax.Array) -> jax.Array:
-    return jnp.mean(x)
+# ---- for vla_expert ----
+
+INT32 = jnp.int32
+full = jnp.full
+round, mean, broadcast_to = jnp.round, jnp.mean, jnp.broadcast_to  # round (ties to even) shadows the builtin here
+
+
+def across_heads(v: jax.Array) -> jax.Array:
+    """[B, T, F] -> [B, T, 1, F], against [B, T, heads, head_dim]."""
+    return v[:, :, None, :]
+
+
+def mask_bits(x: jax.Array, mask: int) -> jax.Array:
+    """float32 x with its bit pattern ANDed with the 32-bit `mask`."""
+    bits = jax.lax.bitcast_convert_type(x, jnp.uint32) & jnp.uint32(mask)
+    return jax.lax.bitcast_convert_type(bits, jnp.float32)

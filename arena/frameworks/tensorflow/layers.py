@@ -235,5 +235,22 @@ def upsample_nearest2x(x: tf.Tensor) -> tf.Tensor:
     return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
 
 
-def mean(x: tf.Tensor) -> tf.Tensor:
-    return tf.reduce_mean(x)
+# ---- for vla_expert ----
+
+INT32 = tf.int32
+round, mean, broadcast_to = tf.round, tf.reduce_mean, tf.broadcast_to  # round (ties to even) shadows the builtin here
+
+
+def full(shape: tuple[int, ...], value: float, dtype: tf.DType) -> tf.Tensor:
+    return tf.constant(value, dtype, shape=shape)
+
+
+def across_heads(v: tf.Tensor) -> tf.Tensor:
+    """[B, T, F] -> [B, T, 1, F], against [B, T, heads, head_dim]."""
+    return v[:, :, None, :]
+
+
+def mask_bits(x: tf.Tensor, mask: int) -> tf.Tensor:
+    """float32 x with its bit pattern ANDed with the 32-bit `mask`."""
+    bits = tf.bitwise.bitwise_and(tf.bitcast(x, tf.uint32), tf.constant(mask, tf.uint32))
+    return tf.bitcast(bits, tf.float32)

@@ -240,5 +240,34 @@ def upsample_nearest2x(x: Tensor) -> Tensor:
     return x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
 
 
+# ---- for vla_expert ----
+
+
+INT32 = dtypes.int32
+
+
+def full(shape: tuple[int, ...], value: float, dtype) -> Tensor:
+    return Tensor.full(shape, value, dtype=dtype)
+
+
+def round(x: Tensor) -> Tensor:  # the contract's name (numpy's); shadows the builtin in this module
+    """The nearest integer, ties to even."""
+    return x.round()
+
+
 def mean(x: Tensor) -> Tensor:
     return x.mean()
+
+
+def broadcast_to(x: Tensor, shape: tuple[int, ...]) -> Tensor:
+    return x.expand(shape)
+
+
+def across_heads(v: Tensor) -> Tensor:
+    """[B, T, F] -> [B, 1, T, F], against [B, heads, T, head_dim]."""
+    return v.unsqueeze(1)
+
+
+def mask_bits(x: Tensor, mask: int) -> Tensor:
+    """float32 x with its bit pattern ANDed with the 32-bit `mask`."""
+    return (x.bitcast(dtypes.uint32) & mask).bitcast(dtypes.float32)
