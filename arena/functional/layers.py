@@ -93,3 +93,6 @@ class Layers(Protocol):
 
     def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Mean cross-entropy (F.cross_entropy), log-softmax in float32."""
+
+    # ---- for llama ----
+    INT32: Any  # the framework's int32 dtype: token positions (cast to float32 by `rope_cos_sin`)

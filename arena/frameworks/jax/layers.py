@@ -186,3 +186,8 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Mean cross-entropy (F.cross_entropy), log-softmax in float32."""
     logp = jax.nn.log_softmax(upcast(logits), axis=-1)
     return -jnp.mean(jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32), axis=-1))
+
+
+# ---- for llama ----
+
+INT32 = jnp.int32

@@ -210,3 +210,8 @@ def cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     softmax-cross-entropy op, its documented form for integer labels."""
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=upcast(logits))
     return tf.reduce_mean(losses)
+
+
+# ---- for llama ----
+
+INT32 = tf.int32

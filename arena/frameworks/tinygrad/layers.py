@@ -217,3 +217,8 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, causa
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     """Mean cross-entropy (F.cross_entropy), log-softmax in float32; `labels` hold no ignore index."""
     return upcast(logits).sparse_categorical_crossentropy(labels)
+
+
+# ---- for llama ----
+
+INT32 = dtypes.int32
