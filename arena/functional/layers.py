@@ -28,6 +28,7 @@ class Layers(Protocol):
     # ---- layout and dtypes -----------------------------------------------------------------------
     CHANNEL_AXIS: int  # where a convolution's activations keep their channels: -1 or 1
     FLOAT32: Any  # the framework's float32 dtype
+    INT32: Any  # the framework's int32 dtype (token positions stay integers until RoPE casts them)
 
     def cast(self, x: Tensor, dtype: Any) -> Tensor: ...
     def upcast(self, x: Tensor) -> Tensor:
@@ -107,8 +108,6 @@ class Layers(Protocol):
         """F.interpolate(scale_factor=2, mode="nearest") of 2-D convolution activations (framework layout)."""
 
     # ---- for vla_expert ----
-    INT32: Any  # the framework's int32 dtype
-
     def full(self, shape: tuple[int, ...], value: float, dtype: Any) -> Tensor: ...
     def round(self, x: Tensor) -> Tensor:
         """The nearest integer, ties to even (np.round)."""

@@ -19,6 +19,7 @@ Params = dict[str, jax.Array]
 
 CHANNEL_AXIS = -1  # channels-last
 FLOAT32 = jnp.float32
+INT32 = jnp.int32
 cast = jnp.astype
 reshape = jnp.reshape
 concat = jnp.concatenate
@@ -217,7 +218,6 @@ def upsample_nearest2x(x: jax.Array) -> jax.Array:
 
 # ---- for vla_expert ----
 
-INT32 = jnp.int32
 full = jnp.full
 round, mean, broadcast_to = jnp.round, jnp.mean, jnp.broadcast_to  # round (ties to even) shadows the builtin here
 

@@ -20,6 +20,7 @@ Params = dict[str, tf.Variable]
 
 CHANNEL_AXIS = -1  # channels-last
 FLOAT32 = tf.float32
+INT32 = tf.int32
 cast = tf.cast
 sin, cos, exp = tf.sin, tf.cos, tf.exp
 silu, relu = tf.nn.silu, tf.nn.relu
@@ -237,7 +238,6 @@ def upsample_nearest2x(x: tf.Tensor) -> tf.Tensor:
 
 # ---- for vla_expert ----
 
-INT32 = tf.int32
 round, mean, broadcast_to = tf.round, tf.reduce_mean, tf.broadcast_to  # round (ties to even) shadows the builtin here
 
 

@@ -21,6 +21,7 @@ Params = dict[str, Tensor]
 
 CHANNEL_AXIS = 1  # channels-first, PyTorch's layout
 FLOAT32 = dtypes.float32
+INT32 = dtypes.int32
 
 
 def cast(x: Tensor, dtype) -> Tensor:
@@ -241,9 +242,6 @@ def upsample_nearest2x(x: Tensor) -> Tensor:
 
 
 # ---- for vla_expert ----
-
-
-INT32 = dtypes.int32
 
 
 def full(shape: tuple[int, ...], value: float, dtype) -> Tensor:
