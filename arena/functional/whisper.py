@@ -26,20 +26,21 @@ KV = tuple[Tensor, Tensor]  # keys, values, each in the framework's attention la
 DECODER_POSITIONS = "model.decoder.embed_positions.weight"
 
 
-def split_heads(nn: Layers, x: Tensor, heads: int) -> Tensor:
-    """[B, T, heads * head_dim] -> the framework's attention layout."""
+def to_heads(nn: Layers, x: Tensor, heads: int) -> Tensor:
+    """[B, T, heads * head_dim] -> the framework's attention layout (Whisper's config gives the number
+    of heads; `nn.split_heads` takes head_dim)."""
     return nn.split_heads(x, x.shape[-1] // heads)
 
 
 def keys_values(nn: Layers, p: Params, name: str, x: Tensor, heads: int) -> KV:
     """k_proj has no bias in Whisper (`linear` adds one only where the weights have it)."""
-    return split_heads(nn, nn.linear(p, f"{name}.k_proj", x), heads), split_heads(nn, nn.linear(p, f"{name}.v_proj", x), heads)
+    return to_heads(nn, nn.linear(p, f"{name}.k_proj", x), heads), to_heads(nn, nn.linear(p, f"{name}.v_proj", x), heads)
 
 
 def attend(nn: Layers, p: Params, name: str, x: Tensor, kv: KV, heads: int, causal: bool) -> Tensor:
     """WhisperAttention with its K/V given: q_proj(x) * head_dim**-0.5 (HF scales the query first, then
     attends with scale 1; the order changes the rounding), then out_proj."""
-    q = split_heads(nn, nn.linear(p, f"{name}.q_proj", x), heads)
+    q = to_heads(nn, nn.linear(p, f"{name}.q_proj", x), heads)
     q = q * q.shape[-1] ** -0.5  # head_dim: the last axis in every attention layout
     return nn.linear(p, f"{name}.out_proj", nn.attention(q, *kv, causal=causal, scale=1.0))
 
