@@ -1,119 +1,32 @@
-"""Whisper in JAX: transformers' WhisperForConditionalGeneration restated as pure functions of the
-official-named parameters.
-
-Follows transformers `models/whisper/modeling_whisper.py`: encoder = Conv1d(k3, p1) + GELU,
-Conv1d(k3, s2, p1) + GELU, plus the fixed sinusoid table, pre-LN layers, final LayerNorm; decoder =
-token embedding + learned positions, pre-LN layers with causal self-attention and cross-attention to the
-encoder output, final LayerNorm, `proj_out` tied to `model.decoder.embed_tokens` (so its gradient adds
-into the embedding's, as with torch's tied parameter). WhisperAttention's k_proj has no bias, and the
-query is multiplied by head_dim**-0.5 *before* the product (attention then runs with scale 1), in HF's
-order. Exact (erf) GELU, LayerNorm eps 1e-5. The sinusoid table is frozen (requires_grad=False in HF).
-No deviations. Layers are Python loops, so jit unrolls them into one XLA program.
+"""Whisper in JAX: the architecture is `arena.functional.whisper` (transformers'
+WhisperForConditionalGeneration as pure functions; its docstring lists what it follows), called with
+this package's layers. What is JAX's own: the mel input channels-last (NLC, XLA's convolution layout),
+`jax.jit` of every timed call (the layers' Python loops unroll into one XLA program), the prefix's
+caches computed once by a jitted prefill, and `jax.value_and_grad` of the loss over the trainable
+parameters (the sinusoid table is frozen at build).
 """
 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from arena.families.whisper import EMBED_TOKENS, ENCODER_POSITIONS, Config
+from arena.families.whisper import ENCODER_POSITIONS, Config
 from arena.frameworks.contract import BuildContext, Step
+from arena.frameworks.jax import layers as nn
 from arena.frameworks.jax.common import Model, Params, build_model, forward_step, to_device, training_step
-from arena.frameworks.jax.layers import attention, conv, cross_entropy, embedding, gelu, layer_norm, linear
-
-KV = tuple[jax.Array, jax.Array]  # keys, values [batch, positions, heads, head_dim]
-DECODER_POSITIONS = "model.decoder.embed_positions.weight"
+from arena.functional import whisper
+from arena.functional.whisper import KV
 
 
 def build(config: Config, weights: dict[str, np.ndarray], ctx: BuildContext) -> Model:
     return build_model(config, weights, ctx, frozen=(ENCODER_POSITIONS,))
 
 
-def split_heads(x: jax.Array, heads: int) -> jax.Array:
-    b, t, _ = x.shape
-    return x.reshape(b, t, heads, -1)  # [B, T, H, D]
-
-
-def keys_values(p: Params, name: str, x: jax.Array, heads: int) -> KV:
-    """k_proj has no bias in Whisper (`linear` adds one only where the weights have it)."""
-    return split_heads(linear(p, f"{name}.k_proj", x), heads), split_heads(linear(p, f"{name}.v_proj", x), heads)
-
-
-def attend(p: Params, name: str, x: jax.Array, kv: KV, heads: int, causal: bool) -> jax.Array:
-    """WhisperAttention with its K/V given: q_proj(x) * head_dim**-0.5 (HF scales the query first, then
-    attends with scale 1; the order changes the rounding), then out_proj."""
-    q = split_heads(linear(p, f"{name}.q_proj", x), heads)
-    q = q * q.shape[-1] ** -0.5
-    return linear(p, f"{name}.out_proj", attention(q, *kv, causal=causal, scale=1.0))
-
-
-def mlp(p: Params, prefix: str, x: jax.Array) -> jax.Array:
-    return linear(p, f"{prefix}.fc2", gelu(linear(p, f"{prefix}.fc1", x)))
-
-
-def encoder_layer(p: Params, prefix: str, x: jax.Array, heads: int) -> jax.Array:
-    """WhisperEncoderLayer: x + attn(norm(x)), then x + mlp(norm(x))."""
-    h = layer_norm(p, f"{prefix}.self_attn_layer_norm", x)
-    x = x + attend(p, f"{prefix}.self_attn", h, keys_values(p, f"{prefix}.self_attn", h, heads), heads, causal=False)
-    return x + mlp(p, prefix, layer_norm(p, f"{prefix}.final_layer_norm", x))
-
-
-def encode(p: Params, config: Config, mel: jax.Array) -> jax.Array:
-    """WhisperEncoder: mel [B, 2 * S, mel_bins] (channels-last) -> [B, S, d_model] after the final LayerNorm."""
-    x = gelu(conv(p, "model.encoder.conv1", mel, padding=1))  # [B, 2S, d]
-    x = gelu(conv(p, "model.encoder.conv2", x, stride=2, padding=1))  # [B, S, d]
-    x = x + p[ENCODER_POSITIONS]
-    for i in range(config.encoder_layers):
-        x = encoder_layer(p, f"model.encoder.layers.{i}", x, config.encoder_attention_heads)
-    return layer_norm(p, "model.encoder.layer_norm", x)
-
-
-def cross_keys_values(p: Params, config: Config, encoded: jax.Array) -> list[KV]:
-    """Every decoder layer's encoder_attn K/V of the encoder output (what HF's cross-attention cache holds)."""
-    heads = config.decoder_attention_heads
-    return [keys_values(p, f"model.decoder.layers.{i}.encoder_attn", encoded, heads) for i in range(config.decoder_layers)]
-
-
-def decoder_layer(p: Params, prefix: str, x: jax.Array, cross: KV, past: KV | None, heads: int) -> tuple[jax.Array, KV]:
-    """WhisperDecoderLayer: causal self-attention, cross-attention, MLP, each pre-LN with a residual.
-    Returns the output and this layer's self-attention K/V including the new tokens."""
-    h = layer_norm(p, f"{prefix}.self_attn_layer_norm", x)
-    k, v = keys_values(p, f"{prefix}.self_attn", h, heads)
-    if past is not None:  # a decode step: the new token's K/V join the cached ones
-        k, v = jnp.concatenate([past[0], k], axis=1), jnp.concatenate([past[1], v], axis=1)
-    x = x + attend(p, f"{prefix}.self_attn", h, (k, v), heads, causal=True)
-    h = layer_norm(p, f"{prefix}.encoder_attn_layer_norm", x)
-    x = x + attend(p, f"{prefix}.encoder_attn", h, cross, heads, causal=False)
-    return x + mlp(p, prefix, layer_norm(p, f"{prefix}.final_layer_norm", x)), (k, v)
-
-
-def decode(p: Params, config: Config, ids: jax.Array, cross: list[KV], start: int = 0, past: list[KV] | None = None) -> tuple[jax.Array, list[KV]]:
-    """WhisperDecoder + proj_out: logits [B, T, vocab] for `ids` [B, T] at positions start.. (a Python
-    int: the position slice is static), after the self-attention cache `past` if given; and every
-    layer's self-attention K/V including the new tokens."""
-    table = p[EMBED_TOKENS]
-    x = embedding(table, ids) + p[DECODER_POSITIONS][start : start + ids.shape[1]]
-    present = []
-    for i in range(config.decoder_layers):
-        prefix = f"model.decoder.layers.{i}"
-        x, kv = decoder_layer(p, prefix, x, cross[i], past[i] if past else None, config.decoder_attention_heads)
-        present.append(kv)
-    x = layer_norm(p, "model.decoder.layer_norm", x)
-    return x @ table.T, present  # proj_out is tied to embed_tokens
-
-
-def forward(p: Params, config: Config, mel: jax.Array, ids: jax.Array) -> dict[str, jax.Array]:
-    """Encoder on the mel input, then the teacher-forced decoder over `ids`."""
-    encoded = encode(p, config, mel)
-    logits, _ = decode(p, config, ids, cross_keys_values(p, config, encoded))
-    return {"encoder_hidden_states": encoded, "logits": logits}
-
-
 def inference(model: Model, inputs: dict[str, np.ndarray]) -> Step:
     tensors = to_device(inputs, model.dtype, channels_last=["input_features"])
     return forward_step(
-        lambda p, mel, ids: forward(p, model.config, mel, ids),
+        lambda p, mel, ids: whisper.forward(nn, p, model.config, mel, ids),
         model.params, tensors["input_features"], tensors["decoder_input_ids"],
     )  # fmt: skip
 
@@ -124,26 +37,20 @@ def latency(model: Model, inputs: dict[str, np.ndarray]) -> Step:
     position decoder_len against those same arrays (immutable, so nothing to crop)."""
     config, tensors = model.config, to_device(inputs, model.dtype, channels_last=["input_features"])
     prefix_len = tensors["decoder_input_ids"].shape[1]
-
-    @jax.jit
-    def prefill(p: Params, mel: jax.Array, ids: jax.Array) -> tuple[list[KV], list[KV]]:
-        cross = cross_keys_values(p, config, encode(p, config, mel))
-        return cross, decode(p, config, ids, cross)[1]
-
+    prefill = jax.jit(lambda p, mel, ids: whisper.prefill(nn, p, config, mel, ids))
     cross, past = jax.block_until_ready(prefill(model.params, tensors["input_features"], tensors["decoder_input_ids"]))
 
     def step(p: Params, token: jax.Array, cross: list[KV], past: list[KV]) -> dict[str, jax.Array]:
-        return {"logits": decode(p, config, token, cross, prefix_len, past)[0]}
+        return {"logits": whisper.decode(nn, p, config, token, cross, prefix_len, past)[0]}
 
     return forward_step(step, model.params, tensors["next_decoder_input_ids"], cross, past)
 
 
 def training(model: Model, inputs: dict[str, np.ndarray]) -> Step:
-    """Mean CE of the decoder logits against `labels` (already shifted once by the family), backward
-    through decoder and encoder; the sinusoid table is frozen."""
+    """`whisper.loss`, backward through decoder and encoder; the sinusoid table is frozen."""
     tensors = to_device(inputs, model.dtype, channels_last=["input_features"])
 
     def loss(p: Params, mel: jax.Array, ids: jax.Array, labels: jax.Array) -> jax.Array:
-        return cross_entropy(forward(p, model.config, mel, ids)["logits"], labels)
+        return whisper.loss(nn, p, model.config, mel, ids, labels)
 
     return training_step(model, loss, tensors["input_features"], tensors["decoder_input_ids"], tensors["labels"])
