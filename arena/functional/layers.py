@@ -64,8 +64,10 @@ class Layers(Protocol):
     def layer_norm(self, p: Params, name: str, x: Tensor, eps: float = 1e-5) -> Tensor: ...
     def group_norm(self, p: Params, name: str, x: Tensor, groups: int, eps: float) -> Tensor: ...
     def batch_norm(self, p: Params, name: str, x: Tensor, moved: Params | None, eps: float = 1e-5, momentum: float = 0.1) -> Tensor:
-        """nn.BatchNorm2d. `moved` None: eval mode. A dict: train mode, and `moved` receives the running
-        statistics torch's train step leaves, under their buffer names."""
+        """nn.BatchNorm2d. `moved` None: eval mode (running statistics). A dict: train mode (the batch's own
+        mean and biased variance normalise), and `moved` receives the running statistics torch's train
+        step leaves, under their buffer names: the loaded ones moved by `momentum` towards the batch mean
+        and the *unbiased* batch variance. `p` is never changed, so every call moves the loaded ones."""
 
     def conv(self, p: Params, name: str, x: Tensor, stride: int = 1, padding: int = 0, groups: int = 1) -> Tensor:
         """nn.Conv1d / nn.Conv2d `name` on activations in the framework's layout."""

@@ -111,10 +111,8 @@ def group_norm(p: Params, name: str, x: jax.Array, groups: int, eps: float) -> j
 
 
 def batch_norm(p: Params, name: str, x: jax.Array, moved: Params | None, eps: float = 1e-5, momentum: float = 0.1) -> jax.Array:
-    """nn.BatchNorm2d on NHWC. `moved` None: eval mode (running statistics). A dict: train mode (the
-    batch's own mean and biased variance normalise), and `moved` receives the running statistics torch's
-    train step leaves, under their buffer names: the loaded ones moved by `momentum` towards the batch
-    mean and the *unbiased* batch variance. `p` is never changed, so every call moves the loaded ones."""
+    """nn.BatchNorm2d on NHWC, as the contract's `batch_norm` says (eval mode with `moved` None;
+    train mode fills `moved` with the moved running statistics)."""
     if moved is None:
         mean, var = p[f"{name}.running_mean"], p[f"{name}.running_var"]
     else:

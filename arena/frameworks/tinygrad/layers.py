@@ -136,10 +136,8 @@ def group_norm(p: Params, name: str, x: Tensor, groups: int, eps: float) -> Tens
 
 
 def batch_norm(p: Params, name: str, x: Tensor, moved: Params | None, eps: float = 1e-5, momentum: float = 0.1) -> Tensor:
-    """nn.BatchNorm2d on NCHW. `moved` None: eval mode (running statistics). A dict: train mode (the
-    batch's own mean and biased variance normalise), and `moved` receives the running statistics torch's
-    train step leaves, under their buffer names: the loaded ones moved by `momentum` towards the batch
-    mean and the *unbiased* batch variance. `p` is never changed, so every call moves the loaded ones."""
+    """nn.BatchNorm2d on NCHW, as the contract's `batch_norm` says (eval mode with `moved` None;
+    train mode fills `moved` with the moved running statistics)."""
     if moved is None:
         mean, var = p[f"{name}.running_mean"], p[f"{name}.running_var"]
     else:
