@@ -109,7 +109,7 @@ class Layers(Protocol):
     def upsample_nearest2x(self, x: Tensor) -> Tensor:
         """F.interpolate(scale_factor=2, mode="nearest") of 2-D convolution activations (framework layout)."""
 
-    # ---- for vla_expert ----
+    # ---- for vla_expert (mean also for the UNet's loss) ----
     def full(self, shape: tuple[int, ...], value: float, dtype: Any) -> Tensor: ...
     def round(self, x: Tensor) -> Tensor:
         """The nearest integer, ties to even (np.round)."""

@@ -214,7 +214,7 @@ def upsample_nearest2x(x: jax.Array) -> jax.Array:
     return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
-# ---- for vla_expert ----
+# ---- for vla_expert (mean also for the UNet's loss) ----
 
 full = jnp.full
 round, mean, broadcast_to = jnp.round, jnp.mean, jnp.broadcast_to  # round (ties to even) shadows the builtin here

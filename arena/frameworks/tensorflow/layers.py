@@ -234,7 +234,7 @@ def upsample_nearest2x(x: tf.Tensor) -> tf.Tensor:
     return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
 
 
-# ---- for vla_expert ----
+# ---- for vla_expert (mean also for the UNet's loss) ----
 
 round, mean, broadcast_to = tf.round, tf.reduce_mean, tf.broadcast_to  # round (ties to even) shadows the builtin here
 

@@ -239,7 +239,7 @@ def upsample_nearest2x(x: Tensor) -> Tensor:
     return x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
 
 
-# ---- for vla_expert ----
+# ---- for vla_expert (mean also for the UNet's loss) ----
 
 
 def full(shape: tuple[int, ...], value: float, dtype) -> Tensor:
