@@ -1,6 +1,6 @@
 """A framework that is not installed is a recorded `unavailable` cell with the install hint, and the
 rest of the run goes on. The child process is made to see no jax / tensorflow / mlx / onnxruntime /
-llama_cpp / openvino / executorch / ctranslate2 / tinygrad by shadowing them on its path with packages
+llama_cpp / openvino / executorch / ctranslate2 / tinygrad / max by shadowing them on its path with packages
 whose import fails exactly as a missing distribution does."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from arena.frameworks import load_adapter
 pytest.importorskip("torch")
 
 HIDDEN = {"jax": "jax", "tensorflow": "tensorflow", "mlx": "mlx", "onnxruntime": "onnxruntime", "ggml": "llama_cpp", "openvino": "openvino",
-          "executorch": "executorch", "ctranslate2": "ctranslate2", "tinygrad": "tinygrad"}
+          "executorch": "executorch", "ctranslate2": "ctranslate2", "tinygrad": "tinygrad", "max": "max"}
 
 
 @pytest.mark.slow

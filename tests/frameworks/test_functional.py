@@ -11,7 +11,7 @@ import pytest
 
 from arena.functional.layers import Layers
 
-FRAMEWORKS = ("jax", "tensorflow", "tinygrad")  # each package is named after the module it needs
+FRAMEWORKS = ("jax", "tensorflow", "tinygrad", "max")  # each package is named after the module it needs
 
 
 def contract() -> dict[str, inspect.Signature | None]:
