@@ -86,7 +86,10 @@ def cell_threads() -> int:
 def run_matrix_in(results_dir: Path, cache_dir: Path, models: list[str], frameworks: list[str],
                   specs_dir: Path | None = None, **overrides) -> dict[str, Result]:
     """Run a matrix in-process (each cell still in its own child process); results by "model:framework".
-    A result already in `results_dir` that is still valid is kept, as in any re-run."""
+    A result already in `results_dir` that is still valid is kept, as in any re-run. The machine's peaks
+    are not measured (tests/run/test_peak.py and the smoke matrix's test do): they place results, and a
+    test's timings are none."""
+    overrides.setdefault("machine_peak", False)
     config = RunConfig(
         matrix="test", devices={fw: "cpu" for fw in frameworks}, models=models, frameworks=frameworks,
         preset=overrides.pop("preset", "tiny"), results_dir=str(results_dir), cache_dir=str(cache_dir),

@@ -1,4 +1,5 @@
-"""The results folder: `<results_dir>/<platform_id>/<model>/<preset>/<framework>-<device>-<dtype>.json`.
+"""The results folder: `<results_dir>/<platform_id>/<model>/<preset>/<framework>-<device>-<dtype>.json`,
+and beside each platform's models its measured peaks, `<results_dir>/<platform_id>/machine.json` (arena/results/machine.py).
 
 Files are written atomically (temp file + rename), so a crash never leaves half a JSON behind.
 Results from any number of machines merge by copying folders: the platform id keeps them apart.
@@ -16,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from arena.errors import ArenaError
+from arena.results import machine
 from arena.results.schema import SCHEMA_VERSION, Result
 
 
@@ -70,8 +72,13 @@ def read_result(path: Path) -> Result | None:
         return None
 
 
+def result_files(folder: Path) -> list[Path]:
+    """Every result file under a folder: the JSON files but each platform's machine peaks (machine.FILE)."""
+    return sorted(p for p in folder.rglob("*.json") if p.name != machine.FILE)
+
+
 def iter_results(results_dir: Path) -> Iterator[tuple[Path, Result]]:
-    for path in sorted(results_dir.rglob("*.json")):
+    for path in result_files(results_dir):
         result = read_result(path)
         if result is not None:
             yield path, result

@@ -47,7 +47,8 @@ class RunConfig(BaseModel):
     results_dir: str = "results"
     cache_dir: str = "~/.cache/arena"
     specs_dir: str | None = Field(None, description="default: the repository's specs/models")
-    force: bool = Field(False, description="re-run cells that already have a valid result")
+    force: bool = Field(False, description="re-run cells that already have a valid result (and measure the machine again)")
+    machine_peak: bool = Field(True, description="measure this machine's GEMM and bandwidth peaks once per platform (arena/run/peak.py)")
     executor: Executor = Field(default_factory=LocalExecutor, description="where the cells run (executor=local|ray)")
 
     def path(self, value: str) -> Path:

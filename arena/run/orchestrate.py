@@ -33,7 +33,7 @@ from arena.frameworks.contract import REFERENCE_FRAMEWORK, unsupported_reason
 from arena.results.compare import compare, validate_reference
 from arena.results.schema import SCHEMA_VERSION, Correctness, Fingerprint, Result, System
 from arena.results.store import read_result, result_path, write_json_atomic
-from arena.run import fingerprint
+from arena.run import fingerprint, peak
 from arena.run.cell import Cell, CellJob
 from arena.run.config import RunConfig
 from arena.run.progress import Progress
@@ -87,6 +87,9 @@ def execute(run: Run, log=print) -> list[Result]:
     system = describe()
     log(f"arena: {len(run.cells)} cells, matrix {run.config.matrix}, preset {run.config.preset}, "
         f"{run.threads} threads, platform {system.platform_id} → {run.results_dir}")
+    if run.config.machine_peak:
+        with timing_slot(on_wait=_waiting):
+            peak.ensure(run.results_dir, run.threads, run.config.force, child_env, log)
     progress = Progress(len(run.cells), log)
     results = []
     weights_files: dict[str, weights.WeightsFile] = {}  # per model: a local checkpoint is hashed once

@@ -16,7 +16,7 @@ from pathlib import Path
 from arena.errors import ArenaError
 from arena.results import catch
 from arena.site import accessibility, charts, downloads, home, methodology, model
-from arena.site.collect import Entry, load_entries
+from arena.site.collect import Entry, load_entries, load_machines
 from arena.site.html import slug
 from arena.specs import DEFAULT_SPECS_DIR, load_specs
 
@@ -32,13 +32,14 @@ class Generated:
 def generate(results_dirs: Sequence[Path], docs_dir: Path, specs_dir: Path = DEFAULT_SPECS_DIR) -> Generated:
     specs = load_specs(specs_dir)
     entries = load_entries(results_dirs, specs)
+    machines = load_machines(results_dirs)
     if not entries:
         raise ArenaError(f"no result files under {', '.join(map(str, results_dirs))}")
     models = sorted({e.result.model for e in entries} | set(specs))
     colors = charts.palette([e.result.framework for e in entries])
     pages = {
         "index.md": home.page(entries, models, colors),
-        **{f"models/{slug(m)}.md": model.page(m, specs.get(m), [e for e in entries if e.result.model == m], colors) for m in models},
+        **{f"models/{slug(m)}.md": model.page(m, specs.get(m), [e for e in entries if e.result.model == m], colors, machines) for m in models},
         "accessibility.md": accessibility.page(entries, models),
         "methodology.md": methodology.page(list(specs.values()), entries, catch.read(docs_dir / catch.FILE)),
         "downloads.md": downloads.page(entries),

@@ -159,18 +159,38 @@ def grouped_bars(groups: Sequence[tuple[str, Sequence[Bar]]], label: str) -> str
     return svg(y + 38, body, label)
 
 
-def scatter(points: Sequence[Point], label: str, x_label: str, y_label: str) -> str:
-    """Log-log scatter (time against error), each point named; failed points drawn as crosses."""
+@dataclass(frozen=True)
+class Roof:
+    """A roofline: attainable GFLOP/s at an intensity x is min(peak, bandwidth * x)."""
+
+    label: str
+    peak: float  # GFLOP/s
+    bandwidth: float  # GB/s
+
+    def at(self, x: float) -> float:
+        return min(self.peak, self.bandwidth * x)
+
+
+def scatter(points: Sequence[Point], label: str, x_label: str, y_label: str, x_fmt: Callable[[float], str] = time_tick,
+            y_fmt: Callable[[float], str] = lambda t: f"{t:.0e}", roofs: Sequence[Roof] = ()) -> str:
+    """Log-log scatter (time against error; intensity against GFLOP/s under `roofs`), each point named;
+    failed points drawn as crosses."""
     if not points:
         return ""
     left, right, top, height = 70, WIDTH - 140, 10, 260
-    sx, xticks = log_scale(min(p.x for p in points), max(p.x for p in points), left, right)
-    sy, yticks = log_scale(min(p.y for p in points), max(p.y for p in points), top + height, top)
-    body = x_axis(sx, xticks, top, top + height, time_tick)
+    xs, ys = [p.x for p in points], [p.y for p in points]
+    if roofs:  # the whole roof in view: from below the points' intensities to past each knee, up to the peaks
+        xs += [r.peak / r.bandwidth * 2 for r in roofs] + [min(xs) / 2]
+        ys += [r.peak * 1.2 for r in roofs]
+    sx, xticks = log_scale(min(xs), max(xs), left, right)
+    sy, yticks = log_scale(min(ys), max(ys), top + height, top)
+    body = x_axis(sx, xticks, top, top + height, x_fmt)
     for t in yticks[:: max(1, len(yticks) // 6)]:
         y = sy(t)
         body.append(f'<line x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" stroke="currentColor" stroke-opacity="0.15"/>')
-        body.append(text(left - 6, y + 4, f"{t:.0e}", "end"))
+        body.append(text(left - 6, y + 4, y_fmt(t), "end"))
+    for roof in roofs:
+        body.append(roof_line(roof, sx, sy, min(xs), max(xs), min(ys)))
     placed: list[tuple[float, float, float]] = []
     for p in sorted(points, key=lambda p: -p.y):
         x, y = sx(p.x), sy(p.y)
@@ -183,6 +203,16 @@ def scatter(points: Sequence[Point], label: str, x_label: str, y_label: str) -> 
     body.append(text((left + right) / 2, top + height + 32, x_label, "middle"))
     body.append(text(12, top + height / 2, y_label, "middle", f'transform="rotate(-90 12 {top + height / 2:.0f})"'))
     return svg(top + height + 42, body, label)
+
+
+def roof_line(roof: Roof, sx: Callable[[float], float], sy: Callable[[float], float], x_lo: float, x_hi: float, y_lo: float) -> str:
+    """The roof as a path: the bandwidth slope (from where it enters the plot) to the knee, then the peak."""
+    start = max(x_lo, y_lo / roof.bandwidth)
+    knee = roof.peak / roof.bandwidth
+    corners = [(x, roof.at(x)) for x in (start, knee, x_hi) if start <= x <= x_hi]
+    path = "M" + "L".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in corners)
+    return (f'<g class="arena-roof"><path d="{path}" fill="none" stroke="currentColor" stroke-width="2" stroke-dasharray="6 4" stroke-opacity="0.6"/>'
+            f"<title>{esc(roof.label)}</title></g>" + text(sx(corners[-1][0]) + 6, sy(roof.peak) + 4, f"{roof.peak:,.0f} GFLOP/s"))
 
 
 def dot_rows(rows: Sequence[tuple[str, Sequence[Point]]], series: Sequence[tuple[str, str]], label: str, x_label: str) -> str:

@@ -17,8 +17,10 @@ from pathlib import Path
 
 from arena.errors import ArenaError
 from arena.families.base import WORKLOADS
+from arena.results import machine
+from arena.results.machine import MachinePeak
 from arena.results.schema import Result, Stats
-from arena.results.store import load_result, result_path
+from arena.results.store import load_result, result_files, result_path
 from arena.run import fingerprint
 from arena.site.html import slug
 from arena.specs import ModelSpec
@@ -83,13 +85,25 @@ def load_entries(results_dirs: Iterable[Path], specs: dict[str, ModelSpec], sour
     for folder in results_dirs:
         if not folder.is_dir():
             raise ArenaError(f"{folder}: no such results folder")
-        for path in sorted(folder.rglob("*.json")):
+        for path in result_files(folder):
             result = load_result(path)
             entry = Entry(result, path, download_path(result), stale_note(result, specs, source))
             key = cell_key(result)
             if key not in newest or result.created > newest[key].result.created:
                 newest[key] = entry
     return sorted(newest.values(), key=lambda e: cell_key(e.result))
+
+
+def load_machines(results_dirs: Iterable[Path]) -> dict[str, MachinePeak]:
+    """Each platform's measured peaks (`<platform>/machine.json`), the newest where folders hold several.
+    A file of another probe version is left out: its figures are not what this code compares with."""
+    found: dict[str, MachinePeak] = {}
+    for folder in results_dirs:
+        for path in sorted(folder.rglob(machine.FILE)):
+            peak = machine.load(path)
+            if peak and (peak.platform_id not in found or peak.measured > found[peak.platform_id].measured):
+                found[peak.platform_id] = peak
+    return found
 
 
 def cell_key(r: Result) -> tuple[str, ...]:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 
 from arena.families import load_family
 from arena.families.base import WORKLOADS
+from arena.results import roofline
+from arena.results.machine import MachinePeak
 from arena.results.report import format_bytes, format_ms, peak_memory, verdict_label
 from arena.results.schema import MIN_SAMPLES_FOR_CI, WorkloadMetrics
 from arena.site import charts
@@ -20,7 +22,8 @@ from arena.site.collect import Entry, by_group, describe_platform, group_title, 
 from arena.site.html import block, caveat_lines, esc, md, slug, table, tag
 from arena.specs import ModelSpec
 
-COLUMNS = ("framework (version, backend)", "prepare", "inference (p10–p90)", "latency", "training", "throughput", "GFLOP/s", "peak memory", "verdict")
+COLUMNS = ("framework (version, backend)", "prepare", "inference (p10–p90)", "latency", "training", "throughput", "GFLOP/s", "of roof", "peak memory", "verdict")
+WORKLOAD_SHORT = {"inference": "inf", "latency": "lat", "training": "train"}
 
 
 def _prepare(e: Entry) -> float | None:
@@ -45,17 +48,40 @@ METRICS: dict[str, tuple[Callable[[Entry], float | None], Callable]] = {
 }
 
 
-def page(model: str, spec: ModelSpec | None, entries: Sequence[Entry], colors: dict[str, str]) -> str:
+def page(model: str, spec: ModelSpec | None, entries: Sequence[Entry], colors: dict[str, str], machines: dict[str, MachinePeak] | None = None) -> str:
     # The results table is wide: give it the table-of-contents column too.
     lines = ["---", "hide: [toc]", "---", "", f"# {md(model)}", ""]
     lines += architecture(spec) if spec else [f"No spec named {md(model)} in the specs folder: these results cannot be checked against one.", ""]
     for group, members in by_group(entries).items():
+        peak = (machines or {}).get(group[0])
+        placed = {e.path: roofline.place(e.result, spec, peak) for e in members} if peak and spec else {}
         lines += [f"## {md(group_title(group))} {{#{slug('-'.join(group))}}}", "", md(describe_platform(members[0].result)), ""]
         lines += ["**Median time per call**, verified results; hover a bar for the spread.", "", block(bars_chart(members, colors), class_="arena-figure")]
         lines += ["**Speed against numerical error**: the largest absolute difference of the inference outputs from the reference; a cross is a `fail`.", "",
                   block(error_chart(members, colors), class_="arena-figure")]
-        lines += [block(results_table(members), class_="arena-table"), ""]
+        if peak:
+            lines += [peak_text(peak, {e.result.threads for e in members}), "", block(roofline_chart(members, placed, peak, colors), class_="arena-figure")]
+        lines += [block(results_table(members, placed), class_="arena-table"), ""]
     return "\n".join(lines)
+
+
+def peak_text(peak: MachinePeak, threads: set[int]) -> str:
+    counts = sorted(threads & peak.thread_counts())
+    figures = "; ".join(f"{n} thread{'s' if n > 1 else ''}: GEMM {peak.gemm_gflops(n):,.0f} GFLOP/s, triad {peak.bandwidth_gb_s(n):,.1f} GB/s" for n in counts)
+    return (f"**Against this machine's measured peak** ({md(peak.cpu_model)}, {md(', '.join(peak.isa))}; fp32 `torch.mm` and a STREAM triad, "
+            f"measured {md(peak.measured[:10])}: {figures or 'not on these results’ thread counts'}). Each point is one workload of a verified result at its "
+            "arithmetic intensity (its FLOPs over the bytes of weights it must read at least); the dashed line is the roof, the lower of the "
+            "GEMM peak and bandwidth × intensity. The table's *of roof* column gives each workload's share of it "
+            "([methodology](../methodology.md#roofline)).")
+
+
+def roofline_chart(entries: Sequence[Entry], placed: dict, peak: MachinePeak, colors: dict[str, str]) -> str:
+    points = [charts.Point(f"{label(e.result)} {WORKLOAD_SHORT[p.workload]}", p.intensity, p.achieved_gflops, colors[e.result.framework], f"{label(e.result)}, {p.describe()}")
+              for e in entries if e.verified for p in placed.get(e.path, [])]
+    roofs = [charts.Roof(f"{n} thread(s): GEMM {peak.gemm_gflops(n):,.1f} GFLOP/s, triad {peak.bandwidth_gb_s(n):,.1f} GB/s", peak.gemm_gflops(n), peak.bandwidth_gb_s(n))
+             for n in sorted({e.result.threads for e in entries if e.verified} & peak.thread_counts())]
+    return charts.scatter(points, "roofline: GFLOP/s against arithmetic intensity", "FLOP per byte of weights (log)", "GFLOP/s (log)",
+                          x_fmt=lambda t: f"{t:g}", y_fmt=lambda t: f"{t:g}", roofs=roofs)
 
 
 # ---- architecture ---------------------------------------------------------------------------------
@@ -115,10 +141,11 @@ def error_chart(entries: Sequence[Entry], colors: dict[str, str]) -> str:
 # ---- table ----------------------------------------------------------------------------------------
 
 
-def results_table(entries: Sequence[Entry]) -> str:
+def results_table(entries: Sequence[Entry], placed: dict | None = None) -> str:
+    """`placed`: each entry's workloads under its machine's roof, by the entry's path (none: no peak measured)."""
     best = {name: pick([v for e in entries if e.verified and (v := read(e)) is not None]) for name, (read, pick) in METRICS.items() if any(e.verified and read(e) is not None for e in entries)}
     order = sorted(entries, key=_row_order)
-    return table(COLUMNS, [row for e in order for row in rows(e, best)])
+    return table(COLUMNS, [row for e in order for row in rows(e, best, (placed or {}).get(e.path, []))])
 
 
 def _row_order(e: Entry) -> tuple:
@@ -127,7 +154,7 @@ def _row_order(e: Entry) -> tuple:
     return rank, median_ms(e, "inference") or math.inf, e.result.framework
 
 
-def rows(e: Entry, best: dict[str, float]) -> list[str]:
+def rows(e: Entry, best: dict[str, float], placed: Sequence[roofline.Placement] = ()) -> list[str]:
     """The entry's row, plus a detail row for a failed verdict or a stale result."""
     r = e.result
     about = ", ".join(x for x in (r.framework_version, r.backend) if x)
@@ -142,6 +169,7 @@ def rows(e: Entry, best: dict[str, float]) -> list[str]:
         _workload(e, "training", best),
         tag("td", _value(e, "throughput", best, lambda v: f"{v:,.1f} {r.metrics.inference.throughput_unit}")),
         tag("td", _value(e, "gflops", best, lambda v: f"{v:,.1f}")),
+        tag("td", "<br>".join(f"{WORKLOAD_SHORT[p.workload]} {p.fraction:.0%}" for p in placed) or "—", title="\n".join(p.describe() for p in placed)),
         tag("td", _value(e, "memory", best, lambda v: format_bytes(int(v)) + (" dev" if peak_memory(r.metrics)[1] else ""))),
         tag("td", tag("span", esc(("✗ " if r.correctness.verdict == "fail" else "") + verdict_label(r)), title=verdict_title(e), class_="arena-verdict") + _error_note(e)),
     ]

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from arena.cluster.resources import node_resources
+from arena.results.store import result_files
 from arena.specs import spec_files
 from tests.conftest import REPO, gone
 
@@ -64,7 +65,7 @@ def finish(process: subprocess.Popen, timeout: float = 600) -> tuple[int, str, s
 
 
 def stored(results_dir: Path) -> dict[str, dict]:
-    return {f"{p.parts[-3]}:{p.stem}": json.loads(p.read_text()) for p in results_dir.rglob("*.json")}
+    return {f"{p.parts[-3]}:{p.stem}": json.loads(p.read_text()) for p in result_files(results_dir)}
 
 
 @pytest.mark.slow

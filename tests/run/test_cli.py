@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from arena.results import machine
+from arena.results.store import result_files
+from arena.run.system import default_threads
 from tests.conftest import REPO, SPEC_NAMES
 
 
@@ -24,7 +27,7 @@ def test_smoke_matrix_end_to_end(tmp_path, shared_cache):
     pytest.importorskip("torch")
     run = arena("+matrix=smoke", "frameworks=[torch]", f"results_dir={tmp_path / 'results'}", cwd=tmp_path, cache=shared_cache)
     assert run.returncode == 0, run.stderr[-3000:]
-    files = sorted((tmp_path / "results").rglob("*.json"))
+    files = result_files(tmp_path / "results")
     assert {f.parts[-3] for f in files} == set(SPEC_NAMES), "one result per model"
     for f in files:
         result = json.loads(f.read_text())
@@ -35,6 +38,8 @@ def test_smoke_matrix_end_to_end(tmp_path, shared_cache):
             assert result["metrics"][workload]["gflops_per_s"] > 0
     for name in SPEC_NAMES:
         assert name in run.stdout, "the summary names every model"
+    (kept,) = (tmp_path / "results").glob(f"*/{machine.FILE}")
+    assert machine.load(kept).thread_counts() == {1, default_threads()}, "the machine's peaks, measured before the cells"
     assert sorted(os.listdir(tmp_path)) == ["results"], "Hydra leaves nothing in the working directory"
 
 

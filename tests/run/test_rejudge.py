@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from arena.results.__main__ import main as results_cli
-from arena.results.store import load_result, write_json_atomic
+from arena.results.store import load_result, result_files, write_json_atomic
 from arena.run import fingerprint
 from arena.run.orchestrate import outputs_path
 from arena.specs import load_specs
@@ -83,7 +83,7 @@ def test_judging_components_are_the_only_ones_a_rejudge_replaces():
 def test_rehash_restates_unchanged_results_and_leaves_the_others(tmp_path, capsys):
     """`python -m arena.results rehash DIR`: a result hashed byte for byte from this very tree is restated
     (and stays current); one whose recorded code differs from the tree is left as it was."""
-    committed = sorted((Path(__file__).resolve().parents[2] / "results").rglob("*.json"))[0]
+    committed = result_files(Path(__file__).resolve().parents[2] / "results")[0]
     result = load_result(committed)
     judged_by = load_specs()[result.model].tolerances_for(result.framework, result.dtype, result.preset)
     family = load_specs()[result.model].family

@@ -18,13 +18,14 @@ import pytest
 from arena.run import fingerprint
 from arena.site.build import Generated, generate
 from arena.specs import load_specs
+from arena.results.store import result_files
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 EVIL = "<script>window.__arena_pwned = 1</script>evil"  # the framework name of one fixture result
 # The committed run grows as frameworks land: the tests count it rather than remember it.
-COMMITTED = sorted((REPO / "results").rglob("*.json"))
-FIXTURE_FILES = sorted(FIXTURES.rglob("*.json"))
+COMMITTED = result_files(REPO / "results")
+FIXTURE_FILES = result_files(FIXTURES)
 
 
 def committed_platforms() -> list[str]:
@@ -67,7 +68,7 @@ def results_dirs(tmp_path_factory) -> list[Path]:
     for folder, keep_own in ((REPO / "results", False), (FIXTURES, True)):
         target = root / folder.relative_to(REPO).as_posix().replace("/", "-")
         shutil.copytree(folder, target)
-        for path in target.rglob("*.json"):
+        for path in result_files(target):
             result = json.loads(path.read_text())
             if not keep_own:
                 result["spec_hash"] = specs[result["model"]].spec_hash(result["preset"])

@@ -75,6 +75,26 @@ def test_model_page_rows_show_figures_reasons_and_marks(docs):
     assert any("unsupported" in r and "no CUDA back-end" in r for r in nvidia)
 
 
+def test_a_platform_with_measured_peaks_gets_a_roofline_and_each_row_its_share_of_the_roof(docs):
+    """fixture-x86-4c's machine.json (tests/site/fixtures/make.py): 200 GFLOP/s and 30 GB/s on 2 threads."""
+    page = read(docs, "models/smollm2-135m.md")
+    section = page.split("## fixture-x86-4c")[1].split("\n## ")[0]
+    assert "Against this machine's measured peak" in section and "GEMM 200 GFLOP/s, triad 30.0 GB/s" in section
+    chart = section.split("roofline: GFLOP/s against arithmetic intensity")[1].split("</svg>")[0]
+    assert chart.count('class="arena-roof"') == 1, "one roof: every result ran on 2 threads"
+    # The verified rows (torch, jax, the evil-named one; ggml has no training) have a point per workload they timed.
+    assert chart.count('class="arena-point"') == 3 + 3 + 3 + 2
+    jax = json.loads((FIXTURES / "fixture-x86-4c/smollm2-135m/full/jax-cpu-fp32.json").read_text())
+    weights = 134_515_008 * 4  # SmolLM2-135M's state dict, fp32
+    row = next(r for r in rows_of(page, "fixture-x86-4c") if r.startswith("<tr><td>jax"))
+    for short, workload, passes in (("inf", "inference", 1), ("lat", "latency", 1), ("train", "training", 3)):
+        w = jax["metrics"][workload]
+        roof = min(200.0, 30.0 * w["flops"] / (weights * passes))
+        assert f"{short} {w['gflops_per_s'] / roof:.0%}" in row
+    apple = page.split("## fixture-apple-m2")[1].split("\n## ")[0]
+    assert "Against this machine's measured peak" not in apple, "no peaks measured there: no roofline"
+
+
 def test_an_older_spec_result_is_marked_on_its_page_and_left_out_of_charts(docs):
     page = read(docs, "models/whisper-tiny.md")
     stale = [r for r in rows_of(page, "fixture-x86-4c") if "arena-stale" in r or "Stale:" in r]
