@@ -11,11 +11,11 @@ from arena.errors import ArenaError
 
 FILE = "machine.json"
 # Bumped whenever what is measured, or how, changes: a file of another version is measured again.
-PROBE_VERSION = 1
+PROBE_VERSION = 2
 
 
 class GemmPeak(BaseModel):
-    library: str = Field(description="whose GEMM: torch.mm on its CPU BLAS")
+    library: str = Field(description="whose GEMM, with its version and kernels (arena/run/peak.py gemm_calls)")
     threads: int
     n: int = Field(description="square size of the best call")
     gflops_per_s: float
@@ -41,10 +41,13 @@ class MachinePeak(BaseModel):
     arena_commit: str
     torch_version: str
 
+    def best_gemm(self, threads: int) -> GemmPeak | None:
+        """The fastest GEMM measured on `threads` threads (None: not measured at that count)."""
+        return max((g for g in self.gemm if g.threads == threads), key=lambda g: g.gflops_per_s, default=None)
+
     def gemm_gflops(self, threads: int) -> float | None:
-        """The best GEMM throughput measured on `threads` threads (None: not measured at that count)."""
-        found = [g.gflops_per_s for g in self.gemm if g.threads == threads]
-        return max(found) if found else None
+        best = self.best_gemm(threads)
+        return best.gflops_per_s if best else None
 
     def bandwidth_gb_s(self, threads: int) -> float | None:
         found = [b.gb_per_s for b in self.triad if b.threads == threads]

@@ -10,8 +10,8 @@ The roof at an intensity is what the machine allows there: the GEMM peak, or the
 the intensity, whichever is lower, both measured on the result's own thread count. Below the machine's
 balance point (GEMM peak / bandwidth) a call is memory-bound (a decode step: every weight read for one
 token), above it compute-bound (a prompt, a batch of images). The fraction of the roof is the result's
-GFLOP/s over it: 100 % is the machine's practical best, and a framework may exceed the GEMM roof only
-where the measured GEMM (torch's) is not the machine's best kernel.
+GFLOP/s over it: 100 % is the best the measured GEMMs reach, and a framework passes it only where its
+own kernels beat all of them (or do fewer FLOPs than the analytic count, as a Winograd convolution does).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ A cell's GFLOP/s says little until it is set against what the machine can do. At
 before any cell, this measures (in a child process per thread count, with the same thread variables a
 cell gets, inside the machine's timing slot):
 
-- fp32 GEMM throughput: `torch.mm` of square matrices (PyTorch's CPU BLAS, the reference's own GEMM),
-  best of a few calls, on 1 thread and on the run's thread count;
+- fp32 GEMM throughput of every GEMM at hand (`torch.mm`, NumPy's BLAS, ONNX Runtime's MLAS; see
+  `gemm_calls`) on square matrices, best of a few calls, on 1 thread and on the run's thread count;
 - memory bandwidth: a STREAM-style triad `a = b + s*c` over arrays far larger than any cache, as one
   fused `torch.add(..., alpha=s, out=a)` pass, counted as STREAM counts it (3 arrays, no write-allocate);
 - the CPU model and the ISA extensions that decide which kernels a framework may pick.
@@ -106,22 +106,55 @@ def best_seconds(call, calls: int) -> float:
 
 
 def measure(threads: int) -> dict:
-    """In this process: GEMM and triad on `threads` threads (run by `measure_in_child`)."""
+    """In this process: every GEMM at hand and the triad, on `threads` threads (run by `measure_in_child`)."""
+    import numpy as np
     import torch
 
     torch.set_num_threads(threads)
-    gemm = []
-    for n in GEMM_SIZES:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        out = torch.empty(n, n)
-        seconds = best_seconds(lambda: torch.mm(a, b, out=out), GEMM_CALLS)
-        gemm.append({"library": f"torch.mm ({torch.__version__}, {torch.backends.cpu.get_cpu_capability()})", "threads": threads,
-                     "n": n, "gflops_per_s": 2 * n**3 / seconds / 1e9})
+    gemm = [{"library": library, "threads": threads, "n": n, "gflops_per_s": 2 * n**3 / best_seconds(call, GEMM_CALLS) / 1e9}
+            for n in GEMM_SIZES for library, call in gemm_calls(np.random.default_rng(0).standard_normal((2, n, n), dtype=np.float32), threads)]
     a, b, c = torch.empty(TRIAD_VALUES), torch.rand(TRIAD_VALUES), torch.rand(TRIAD_VALUES)
     seconds = best_seconds(lambda: torch.add(b, c, alpha=3.0, out=a), TRIAD_CALLS)
     array_bytes = TRIAD_VALUES * a.element_size()
     triad = [{"threads": threads, "bytes_per_array": array_bytes, "gb_per_s": 3 * array_bytes / seconds / 1e9}]
     return {"gemm": gemm, "triad": triad, "capability": torch.backends.cpu.get_cpu_capability(), "torch_version": torch.__version__}
+
+
+def gemm_calls(pair, threads: int) -> list[tuple[str, Callable[[], object]]]:
+    """(library, one call of its fp32 GEMM of the pair) for each GEMM this installation has: PyTorch's
+    (MKL on x86, where AMD CPUs get MKL's slower code path), NumPy's (OpenBLAS), and ONNX Runtime's
+    MLAS where it is installed. The roof is the best of them: no one library is the machine's best on
+    every CPU (on the AMD EPYC here MLAS reached twice torch.mm's rate)."""
+    import numpy as np
+    import torch
+
+    a, b = pair
+    ta, tb, out = torch.from_numpy(a), torch.from_numpy(b), torch.empty(a.shape)
+    calls = [(f"torch.mm (torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()})", lambda: torch.mm(ta, tb, out=out)),
+             (f"numpy.matmul (numpy {np.__version__}, {blas_name(np)})", lambda: np.matmul(a, b))]
+    try:
+        import onnx
+        import onnxruntime as ort
+    except ImportError:
+        return calls
+    n = a.shape[0]
+    matmul = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
+        [onnx.helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, [n, n]) for x in "ab"],
+        [onnx.helper.make_tensor_value_info("c", onnx.TensorProto.FLOAT, [n, n])])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    model = onnx.helper.make_model(matmul, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8)
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return calls + [(f"ONNX Runtime MatMul (onnxruntime {ort.__version__}, MLAS)", lambda: session.run(None, {"a": a, "b": b}))]
+
+
+def blas_name(np) -> str:
+    """The BLAS NumPy was built with, as its build configuration names it."""
+    try:
+        return np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    except (KeyError, TypeError):
+        return "its BLAS"
 
 
 if __name__ == "__main__":

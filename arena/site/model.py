@@ -67,8 +67,9 @@ def page(model: str, spec: ModelSpec | None, entries: Sequence[Entry], colors: d
 
 def peak_text(peak: MachinePeak, threads: set[int]) -> str:
     counts = sorted(threads & peak.thread_counts())
-    figures = "; ".join(f"{n} thread{'s' if n > 1 else ''}: GEMM {peak.gemm_gflops(n):,.0f} GFLOP/s, triad {peak.bandwidth_gb_s(n):,.1f} GB/s" for n in counts)
-    return (f"**Against this machine's measured peak** ({md(peak.cpu_model)}, {md(', '.join(peak.isa))}; fp32 `torch.mm` and a STREAM triad, "
+    figures = "; ".join(f"{n} thread{'s' if n > 1 else ''}: GEMM {peak.gemm_gflops(n):,.0f} GFLOP/s ({md(peak.best_gemm(n).library.split(' (')[0])}), "
+                        f"triad {peak.bandwidth_gb_s(n):,.1f} GB/s" for n in counts)
+    return (f"**Against this machine's measured peak** ({md(peak.cpu_model)}, {md(', '.join(peak.isa))}; the best of the fp32 GEMMs at hand and a STREAM triad, "
             f"measured {md(peak.measured[:10])}: {figures or 'not on these results’ thread counts'}). Each point is one workload of a verified result at its "
             "arithmetic intensity (its FLOPs over the bytes of weights it must read at least); the dashed line is the roof, the lower of the "
             "GEMM peak and bandwidth × intensity. The table's *of roof* column gives each workload's share of it "

@@ -79,7 +79,7 @@ def test_a_platform_with_measured_peaks_gets_a_roofline_and_each_row_its_share_o
     """fixture-x86-4c's machine.json (tests/site/fixtures/make.py): 200 GFLOP/s and 30 GB/s on 2 threads."""
     page = read(docs, "models/smollm2-135m.md")
     section = page.split("## fixture-x86-4c")[1].split("\n## ")[0]
-    assert "Against this machine's measured peak" in section and "GEMM 200 GFLOP/s, triad 30.0 GB/s" in section
+    assert "Against this machine's measured peak" in section and "GEMM 200 GFLOP/s (torch.mm), triad 30.0 GB/s" in section
     chart = section.split("roofline: GFLOP/s against arithmetic intensity")[1].split("</svg>")[0]
     assert chart.count('class="arena-roof"') == 1, "one roof: every result ran on 2 threads"
     # The verified rows (torch, jax, the evil-named one; ggml has no training) have a point per workload they timed.
