@@ -53,5 +53,6 @@ def probe(framework: str, ctx: BuildContext, backend: str, settings: dict) -> Pr
         return Probe(available=False, reason=f"this build of arena._native has {framework} on {built} only, not {ctx.device!r} (GPU back-ends are Cargo features, see README)", version=version)
     if ctx.dtype != "fp32":
         return Probe(available=False, reason=f"the {framework} families are built for fp32 (the weights file's dtype)", version=version)
-    settings = {"threads": dict(_native.thread_info(framework)), "build_profile": "release", **settings}
+    settings = {"threads": dict(_native.thread_info(framework)), "build_profile": "release",
+                "matmul": f"gemm crate {_native.GEMM_VERSION} (pure Rust), {_native.gemm_kernels()} kernels", **settings}
     return Probe(available=True, version=version, backend=f"{backend} {version} {ctx.device.upper()}", device_name=ctx.device, settings=settings)

@@ -11,11 +11,11 @@ from arena.errors import ArenaError
 
 FILE = "machine.json"
 # Bumped whenever what is measured, or how, changes: a file of another version is measured again.
-PROBE_VERSION = 2
+PROBE_VERSION = 3
 
 
 class GemmPeak(BaseModel):
-    library: str = Field(description="whose GEMM, with its version and kernels (arena/run/peak.py gemm_calls)")
+    library: str = Field(description="whose GEMM, with its version and kernels (arena/run/peak.py gemm_timers)")
     threads: int
     n: int = Field(description="square size of the best call")
     gflops_per_s: float

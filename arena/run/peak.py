@@ -4,8 +4,8 @@ A cell's GFLOP/s says little until it is set against what the machine can do. At
 before any cell, this measures (in a child process per thread count, with the same thread variables a
 cell gets, inside the machine's timing slot):
 
-- fp32 GEMM throughput of every GEMM at hand (`torch.mm`, NumPy's BLAS, ONNX Runtime's MLAS; see
-  `gemm_calls`) on square matrices, best of a few calls, on 1 thread and on the run's thread count;
+- fp32 GEMM throughput of every GEMM at hand (`torch.mm`, NumPy's BLAS, the `gemm` crate of Candle
+  and Burn, ONNX Runtime's MLAS; see `gemm_timers`) on square matrices, best of a few calls, on 1 thread and on the run's thread count;
 - memory bandwidth: a STREAM-style triad `a = b + s*c` over arrays far larger than any cache, as one
   fused `torch.add(..., alpha=s, out=a)` pass, counted as STREAM counts it (3 arrays, no write-allocate);
 - the CPU model and the ISA extensions that decide which kernels a framework may pick.
@@ -111,8 +111,8 @@ def measure(threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    gemm = [{"library": library, "threads": threads, "n": n, "gflops_per_s": 2 * n**3 / best_seconds(call, GEMM_CALLS) / 1e9}
-            for n in GEMM_SIZES for library, call in gemm_calls(np.random.default_rng(0).standard_normal((2, n, n), dtype=np.float32), threads)]
+    gemm = [{"library": library, "threads": threads, "n": n, "gflops_per_s": 2 * n**3 / seconds() / 1e9}
+            for n in GEMM_SIZES for library, seconds in gemm_timers(np.random.default_rng(0).standard_normal((2, n, n), dtype=np.float32), threads)]
     a, b, c = torch.empty(TRIAD_VALUES), torch.rand(TRIAD_VALUES), torch.rand(TRIAD_VALUES)
     seconds = best_seconds(lambda: torch.add(b, c, alpha=3.0, out=a), TRIAD_CALLS)
     array_bytes = TRIAD_VALUES * a.element_size()
@@ -120,11 +120,26 @@ def measure(threads: int) -> dict:
     return {"gemm": gemm, "triad": triad, "capability": torch.backends.cpu.get_cpu_capability(), "torch_version": torch.__version__}
 
 
-def gemm_calls(pair, threads: int) -> list[tuple[str, Callable[[], object]]]:
-    """(library, one call of its fp32 GEMM of the pair) for each GEMM this installation has: PyTorch's
-    (MKL on x86, where AMD CPUs get MKL's slower code path), NumPy's (OpenBLAS), and ONNX Runtime's
+def gemm_timers(pair, threads: int) -> list[tuple[str, Callable[[], float]]]:
+    """(library, the best seconds of its fp32 GEMM of the pair) for each GEMM this installation has:
+    PyTorch's (MKL on x86, where AMD CPUs get MKL's slower code path), NumPy's (OpenBLAS), the `gemm`
+    crate that Candle and Burn call (timed inside arena._native, where it is built), and ONNX Runtime's
     MLAS where it is installed. The roof is the best of them: no one library is the machine's best on
     every CPU (on the AMD EPYC here MLAS reached twice torch.mm's rate)."""
+    return [(library, lambda call=call: best_seconds(call, GEMM_CALLS)) for library, call in gemm_calls(pair, threads)] + native_gemm(pair[0].shape[0], threads)
+
+
+def native_gemm(n: int, threads: int) -> list[tuple[str, Callable[[], float]]]:
+    try:
+        import arena._native as _native
+    except ImportError:
+        return []
+    library = f"gemm crate {_native.GEMM_VERSION} (Candle, Burn; {_native.gemm_kernels()})"
+    return [(library, lambda: min(_native.gemm_seconds(n, threads, GEMM_CALLS)))]
+
+
+def gemm_calls(pair, threads: int) -> list[tuple[str, Callable[[], object]]]:
+    """(library, one call of its fp32 GEMM of the pair) for the GEMMs called from Python."""
     import numpy as np
     import torch
 

@@ -89,6 +89,18 @@ def test_a_panic_in_native_code_is_an_exception_and_the_process_lives_on():
     assert dict(native.versions()).keys() == set(FRAMEWORKS)  # still usable
 
 
+def test_the_gemm_crate_is_timed_in_native_code_with_the_kernels_it_picks():
+    """The machine probe's figure for Candle's and Burn's GEMM (arena/run/peak.py); on x86-64 with the
+    x86-64-v4 set the crate, built with `x86-v4`, runs its AVX-512 kernels."""
+    seconds = native.gemm_seconds(256, 1, 3)
+    assert len(seconds) == 3 and all(0 < s < 10 for s in seconds)
+    kernels = native.gemm_kernels()
+    assert kernels in ("x86-64-v4 (AVX-512)", "x86-64-v3 (AVX2, FMA)", "x86-64 baseline (SSE)", "aarch64 (NEON)", "portable")
+    if sys.platform == "linux" and "avx512vl" in open("/proc/cpuinfo").read() and "avx512dq" in open("/proc/cpuinfo").read():
+        assert kernels == "x86-64-v4 (AVX-512)"
+    assert native.GEMM_VERSION in open(REPO / "rust_ext" / "Cargo.lock").read().split('name = "gemm"\n')[1].split("\n")[0]
+
+
 def test_thread_pools_are_sized_from_the_cell_before_first_use():
     code = "from arena import _native; print([dict(_native.thread_info(f)) for f in ('candle', 'burn')])"
     env = dict(os.environ, RAYON_NUM_THREADS="1", CANDLE_NUM_THREADS="1")

@@ -3,6 +3,8 @@ run's way."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from arena.errors import ArenaError
@@ -23,6 +25,9 @@ def test_measured_on_one_thread_kept_beside_the_results_and_reused(tmp_path):
     assert load(path) == measured and measured.thread_counts() == {1}
     assert measured.gemm_gflops(1) > 1 and measured.bandwidth_gb_s(1) > 0.5, "a real GEMM and a real triad"
     assert {g.n for g in measured.gemm} == set(peak.GEMM_SIZES)
+    libraries = {g.library.split(" (")[0].split(" ")[0] for g in measured.gemm}
+    assert {"torch.mm", "numpy.matmul"} <= libraries, "the reference's GEMM and NumPy's are always at hand"
+    assert "gemm" in libraries or importlib.util.find_spec("arena._native") is None, "Candle's and Burn's GEMM, where built"
     assert set(measured.isa) <= set(peak.ISA_FLAGS)
     assert peak.ensure(tmp_path, 1, remeasure=False, env_for=refuse, log=lambda *_: None) == measured
 

@@ -21,7 +21,6 @@ process_env = rust_native.thread_env
 
 SETTINGS = {
     "backend": "burn-flex (eager, pure Rust)",
-    "matmul": "gemm crate (pure Rust)",
     # The SD UNet's training step would keep two [heads, 4096, 4096] tensors per self-attention until
     # the backward ends; Burn's own remedy recomputes cheap ops there instead (rust_ext/burn/src/unet2d_condition.rs).
     "gradient_checkpointing": "unet2d_condition training only (Burn's balanced strategy)",

@@ -20,4 +20,4 @@ process_env = rust_native.thread_env
 
 
 def probe(ctx: BuildContext) -> Probe:
-    return rust_native.probe("candle", ctx, backend="Candle", settings={"matmul": "gemm crate (pure Rust)"})
+    return rust_native.probe("candle", ctx, backend="Candle", settings={})

@@ -10,6 +10,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::{IntoPyArray, PyReadonlyArrayDyn, PyUntypedArrayMethods};
@@ -154,6 +155,68 @@ fn thread_info(framework: &str) -> PyResult<Vec<(String, usize)>> {
     }
 }
 
+/// The pinned `gemm` crate (Cargo.toml), which both frameworks' CPU matmuls call.
+pub const GEMM_VERSION: &str = "0.19.0";
+
+/// The kernels the `gemm` crate runs on this CPU: it is built with `x86-v4` (Cargo.toml), so AVX-512
+/// where the CPU has the x86-64-v4 set (pulp's V4: AVX-512 F, BW, CD, DQ, VL), else AVX2 with FMA.
+#[pyfunction]
+fn gemm_kernels() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512cd")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            return "x86-64-v4 (AVX-512)";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return "x86-64-v3 (AVX2, FMA)";
+        }
+        "x86-64 baseline (SSE)"
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        "aarch64 (NEON)"
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        "portable"
+    }
+}
+
+/// Seconds of each of `calls` fp32 GEMMs of square n x n matrices by the `gemm` crate on `threads`
+/// threads of rayon's pool, after one untimed call: the machine probe's figure for the GEMM that Candle
+/// and Burn use (arena/run/peak.py), timed here so that no Python call sits inside the timing.
+#[pyfunction]
+fn gemm_seconds(py: Python<'_>, n: usize, threads: usize, calls: usize) -> PyResult<Vec<f64>> {
+    native(py, move || {
+        let lhs: Vec<f32> = (0..n * n).map(|i| ((i % 13) as f32 - 6.0) / 8.0).collect();
+        let rhs: Vec<f32> = (0..n * n).map(|i| ((i % 11) as f32 - 5.0) / 8.0).collect();
+        let mut dst = vec![0f32; n * n];
+        let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+        let stride = n as isize;
+        let mut call = || {
+            // SAFETY: three n x n row-major buffers (column stride 1, row stride n), alive for the call.
+            // The gemm crate computes dst = alpha * dst + beta * lhs * rhs; read_dst = false ignores alpha.
+            unsafe {
+                gemm::gemm(n, n, n, dst.as_mut_ptr(), 1, stride, false, lhs.as_ptr(), 1, stride, rhs.as_ptr(), 1, stride,
+                           0.0f32, 1.0f32, false, false, false, parallelism)
+            }
+        };
+        call();
+        Ok((0..calls)
+            .map(|_| {
+                let started = Instant::now();
+                call();
+                started.elapsed().as_secs_f64()
+            })
+            .collect())
+    })
+}
+
 /// Panics in native code (for the test that a panic becomes an exception, not an abort).
 #[pyfunction]
 fn panic_for_test(py: Python<'_>, message: String) -> PyResult<()> {
@@ -167,5 +230,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(thread_info, m)?)?;
     m.add_function(wrap_pyfunction!(devices, m)?)?;
     m.add_function(wrap_pyfunction!(panic_for_test, m)?)?;
+    m.add_function(wrap_pyfunction!(gemm_kernels, m)?)?;
+    m.add_function(wrap_pyfunction!(gemm_seconds, m)?)?;
+    m.add("GEMM_VERSION", GEMM_VERSION)?;
     Ok(())
 }
