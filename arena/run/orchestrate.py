@@ -12,6 +12,7 @@ cell and only the Result travels back.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -167,6 +168,7 @@ def run_cell(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, mode: 
         lifeline_read, lifeline = os.pipe()
         job.lifeline_fd = lifeline_read
         job_path.write_text(job.model_dump_json(indent=1))
+        forget_peak_rss()
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "arena.run.child", str(job_path)], stdout=log_file, stderr=subprocess.STDOUT,
@@ -275,6 +277,19 @@ def reference_path(run: Run, spec: ModelSpec, preset: str, weights_hash: str) ->
     folder.mkdir(parents=True, exist_ok=True)
     code = fingerprint.reference_key(spec.family, run.source)
     return folder / f"{spec.name}-{preset}-{spec.spec_hash(preset)}-{weights_hash}-{code}.npz"
+
+
+def forget_peak_rss() -> None:
+    """Reset this process's peak resident memory to its current one, so a child does not inherit it.
+
+    Linux hands a process's peak RSS (its memory map's high-water mark) on to the program it execs: a
+    cell started after this parent had judged a large model (the SD UNet's outputs and gradients, GBs
+    loaded for the comparison and freed since) reported at least that peak as its own (measured: a child
+    using 10 MB reported 2 GiB after its parent had held 2 GiB). Writing 5 to /proc/self/clear_refs sets
+    the mark to the current RSS (Linux 4.0+), a few hundred MB here, below any cell's own. Elsewhere there
+    is no such file and nothing to do."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
 
 
 def child_env(threads: int) -> dict[str, str]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 
@@ -70,3 +72,14 @@ def test_memory_is_sampled_beside_the_warmups_and_read_after_each_timed_call():
 def test_a_spec_cannot_ask_for_no_warmup():
     with pytest.raises(ValueError, match="warmup"):
         Timing(warmup=0)
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux's peak-RSS reset; elsewhere nothing is inherited to reset")
+def test_a_cell_does_not_report_its_parents_peak_memory_as_its_own(run_matrix):
+    """Linux hands a process's peak RSS on through exec: a cell started after the runner had held GBs
+    (a large model's outputs, judged) reported them as its own peak until the runner reset its mark."""
+    held = np.ones(2**28)  # 2 GiB, touched, then freed: the runner's high-water mark stays at 2 GiB
+    del held
+    result = run_matrix(["resnet-50"], ["torch"])["resnet-50:torch"]
+    assert result.status == "ok", result.reason
+    assert result.metrics.peak_memory_bytes < 1.5 * 2**30, "a tiny ResNet in torch needs well under 1.5 GiB"
