@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from arena.results.store import result_files
 from tests.conftest import REPO
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
@@ -42,7 +43,7 @@ def test_a_sweep_through_submitit_runs_one_job_per_model(tmp_path, shared_cache)
                 f"results_dir={results_dir}", f"cache_dir={shared_cache}", f"hydra.sweep.dir={tmp_path / 'sweep'}", "--multirun",
                 cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
-    results = [json.loads(p.read_text()) for p in sorted(results_dir.rglob("*.json"))]
+    results = [json.loads(p.read_text()) for p in result_files(results_dir)]
     assert [r["model"] for r in results] == ["resnet-50", "smollm2-135m"]
     assert all(r["status"] == "ok" and r["correctness"]["verdict"] == "reference" for r in results)
     assert len(list((tmp_path / "sweep" / ".submitit").rglob("*_result.pkl"))) == 2, "two submitit jobs"
