@@ -78,8 +78,11 @@ def test_a_spec_cannot_ask_for_no_warmup():
 def test_a_cell_does_not_report_its_parents_peak_memory_as_its_own(run_matrix):
     """Linux hands a process's peak RSS on through exec: a cell started after the runner had held GBs
     (a large model's outputs, judged) reported them as its own peak until the runner reset its mark."""
-    held = np.ones(2**28)  # 2 GiB, touched, then freed: the runner's high-water mark stays at 2 GiB
+    held = np.ones(2**28)  # 2 GiB, touched, then freed: the runner's high-water mark stays 2 GiB above its RSS
     del held
+    # What a child may still inherit: the runner's current RSS (a test worker that imported frameworks
+    # holds more than the arena's own runner does). A tiny ResNet in torch needs well under 1 GiB itself.
+    allowed = max(psutil.Process().memory_info().rss, 2**30) + 0.75 * 2**30
     result = run_matrix(["resnet-50"], ["torch"])["resnet-50:torch"]
     assert result.status == "ok", result.reason
-    assert result.metrics.peak_memory_bytes < 1.5 * 2**30, "a tiny ResNet in torch needs well under 1.5 GiB"
+    assert result.metrics.peak_memory_bytes < allowed, "the cell's peak includes the runner's freed 2 GiB"
