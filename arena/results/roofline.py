@@ -49,10 +49,15 @@ class Placement:
                 f"{self.roof_gflops:,.1f} GFLOP/s at {self.intensity:,.2f} FLOP/byte")
 
 
-def weight_bytes(spec: ModelSpec, preset: str, dtype: str) -> int:
-    """The state dict's size at the preset (parameters and buffers) in the cell's dtype."""
+def state_dict_values(spec: ModelSpec, preset: str) -> int:
+    """How many values the state dict holds at the preset (parameters and buffers)."""
     shapes = load_family(spec.family).parameter_shapes(spec.presets[preset].config)
-    return sum(math.prod(shape) for shape in shapes.values()) * BYTES_PER_VALUE[dtype]
+    return sum(math.prod(shape) for shape in shapes.values())
+
+
+def weight_bytes(spec: ModelSpec, preset: str, dtype: str) -> int:
+    """The state dict's size at the preset in the cell's dtype."""
+    return state_dict_values(spec, preset) * BYTES_PER_VALUE[dtype]
 
 
 def roof(machine: MachinePeak, threads: int, intensity: float) -> tuple[float, str] | None:

@@ -92,7 +92,7 @@ def architecture(spec: ModelSpec) -> list[str]:
     """Family, reference, the full preset's config, its size and FLOPs per workload (from the family module)."""
     preset = spec.presets["full"]
     family = load_family(spec.family)
-    values = sum(math.prod(shape) for shape in family.parameter_shapes(preset.config).values())
+    values = roofline.state_dict_values(spec, "full")
     config_rows = [tag("tr", tag("td", tag("code", esc(k))) + tag("td", esc("—" if v is None else v))) for k, v in preset.config.model_dump().items()]
     workload_rows = []
     for w in WORKLOADS:
