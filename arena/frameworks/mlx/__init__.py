@@ -11,6 +11,7 @@ netlib BLAS it bundles): that is measured as it is, not tuned away.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from arena.frameworks.contract import BuildContext, Probe
 
@@ -43,7 +44,22 @@ def probe(ctx: BuildContext) -> Probe:
     if kind == "cpu" and sys.platform != "darwin":
         # Measured: a 1024^2 matmul keeps one core busy whatever OMP/OPENBLAS_NUM_THREADS say.
         settings["intra_op_threads"] = "1 (the bundled BLAS is single-threaded; MLX has no thread setting)"
+        # What limits MLX here, read from the process rather than assumed: a perf profile of ResNet-50's
+        # inference at full (2 calls, 14.5 s each) spent 94 % of its samples in this BLAS's sgemm_
+        # (MLX's CPU convolutions are GEMMs), 3.4 % in mx.compile's fused kernels, 0.7 % in MLX's copies.
+        settings["blas"] = linked_blas() or "none found in the process's mapped libraries"
     return Probe(available=True, version=mx.__version__, backend=backend, device_name=name, settings=settings)
+
+
+def linked_blas() -> str:
+    """The BLAS libraries MLX's wheel brought into this process (Linux), by file name: those mapped from
+    under an `mlx` folder (numpy's own OpenBLAS is mapped too, and MLX does not call it). mlx[cpu] 0.32
+    vendors the netlib reference libblas 3.10.0."""
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        return ""
+    paths = {line.split()[-1] for line in maps.read_text().splitlines() if line.count(" ") >= 5}
+    return ", ".join(sorted({Path(p).name for p in paths if "/mlx" in p and "blas" in Path(p).name.lower()}))
 
 
 def peak_device_memory(ctx: BuildContext, reset: bool) -> int | None:
