@@ -100,6 +100,9 @@ class Correctness(Model):
 class System(Model):
     platform_id: str
     cpu_model: str
+    cpu_id: str = Field("", description=(
+        "the CPU's vendor, family, model and stepping as the OS reports them (x86: /proc/cpuinfo); a model name "
+        "such as 'AMD EPYC' covers several generations, and a VM's host can change between runs"))
     physical_cores: int | None
     logical_cores: int | None
     ram_bytes: int | None
