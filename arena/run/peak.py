@@ -28,7 +28,7 @@ from pathlib import Path
 from arena.errors import ArenaError
 from arena.results.machine import PROBE_VERSION, Bandwidth, GemmPeak, MachinePeak, load, path_for
 from arena.results.store import write_json_atomic
-from arena.run.system import describe
+from arena.run.system import cpuinfo_fields, describe
 
 GEMM_SIZES = (1024, 2048)  # fp32 square GEMMs: 2.1 and 17.2 GFLOP per call, past any cache's working set
 GEMM_CALLS = 5
@@ -86,11 +86,8 @@ def isa_flags() -> list[str]:
         sysctl = subprocess.run(["sysctl", "hw.optional"], capture_output=True, text=True).stdout
         present = {line.split(":")[0].rsplit(".", 1)[-1] for line in sysctl.splitlines() if line.strip().endswith(": 1")}
         return [f for f in ISA_FLAGS if ("neon" if f == "asimd" else f) in present]
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    reported = next((set(line.split(":", 1)[1].split()) for line in text.splitlines() if line.startswith(("flags", "Features"))), set())
+    fields = cpuinfo_fields()
+    reported = set((fields.get("flags") or fields.get("Features") or "").split())  # x86 / ARM Linux
     return [f for f in ISA_FLAGS if f in reported]
 
 

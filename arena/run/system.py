@@ -55,25 +55,29 @@ def default_threads() -> int:
 def cpu_model() -> str:
     if platform.system() == "Darwin":
         return _run(["sysctl", "-n", "machdep.cpu.brand_string"]) or platform.processor()
+    return cpuinfo_fields().get("model name") or platform.processor() or platform.machine()
+
+
+def cpuinfo_fields(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
+    """Linux's /proc/cpuinfo as field -> the first value it gives (the first processor's: every core of
+    these machines is the same CPU); {} where there is no such file."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        text = cpuinfo.read_text()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if ":" in line:
+            key, value = line.split(":", 1)
+            fields.setdefault(key.strip(), value.strip())
+    return fields
 
 
 def cpu_id(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """"AuthenticAMD family 26 model 2 stepping 1": what tells two CPUs with one model name apart (this
     project's 2-core VMs report 'AMD EPYC' for a Zen 4 and a Zen 5 host alike). "" where the OS has no
     /proc/cpuinfo fields for it (macOS, ARM Linux)."""
-    try:
-        first = cpuinfo.read_text().split("\n\n", 1)[0]
-    except OSError:
-        return ""
-    fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    fields = cpuinfo_fields(cpuinfo)
     if not {"vendor_id", "cpu family", "model"} <= fields.keys():
         return ""
     return f"{fields['vendor_id']} family {fields['cpu family']} model {fields['model']} stepping {fields.get('stepping', '?')}"
