@@ -15,10 +15,11 @@ from __future__ import annotations
 import importlib.metadata
 
 from arena.frameworks.contract import BuildContext, Probe
+from arena.frameworks.device_check import first_kernel
 
 DISTRIBUTION = "llama-cpp-python"
 DISTRIBUTIONS = ("llama-cpp-python", "pywhispercpp", "gguf")
-SOURCES = ("arena/frameworks/conversion.py",)
+SOURCES = ("arena/frameworks/conversion.py", "arena/frameworks/device_check.py")
 INSTALL_HINT = 'pip install -e ".[ggml]" (builds llama.cpp from source; CMAKE_ARGS="-DGGML_CUDA=on" for CUDA)'
 VARIANTS = {"": "llama.cpp (F32 weights, F32 KV cache) and whisper.cpp (F16 matrices, its only CPU option), flash attention off"}
 UNSUPPORTED = {
@@ -34,6 +35,7 @@ UNSUPPORTED = {
 
 # Arena device -> what llama.cpp calls offloading every layer (its GPU back-ends are build flags).
 GPU_DEVICES = ("cuda", "metal")
+GGML_DEVICE_NAMES = {"cuda": "CUDA", "metal": "Metal"}  # how ggml names the device (CUDA0, Metal)
 
 
 def probe(ctx: BuildContext) -> Probe:
@@ -48,6 +50,11 @@ def probe(ctx: BuildContext) -> Probe:
         return Probe(available=False, reason=f"this llama.cpp build has no GPU back-end (rebuild with CMAKE_ARGS for {device})", version=version)
     if device != "cpu" and device not in GPU_DEVICES:
         return Probe(available=False, reason=f"no ggml back-end for device {ctx.device!r}", version=version)
+    if device in GPU_DEVICES:
+        from arena.frameworks.ggml.backend_check import matmul_on
+
+        if unusable := first_kernel(f"llama.cpp's {device} back-end", lambda: matmul_on(GGML_DEVICE_NAMES[device])):
+            return Probe(available=False, reason=unusable, version=version)
     system_info = llama_cpp.llama_print_system_info().decode(errors="replace").strip()
     settings = {
         "n_threads": ctx.threads,

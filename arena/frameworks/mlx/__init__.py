@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 
 from arena.frameworks.contract import BuildContext, Probe
+from arena.frameworks.device_check import first_kernel
 
 DISTRIBUTION = "mlx"
 DISTRIBUTIONS = ("mlx", "mlx-metal", "mlx-cpu")  # the Metal build on macOS, the CPU back-end on Linux
-SOURCES = ("arena/frameworks/layouts.py", "arena/frameworks/last_outputs.py")
+SOURCES = ("arena/frameworks/layouts.py", "arena/frameworks/last_outputs.py", "arena/frameworks/device_check.py")
 INSTALL_HINT = 'pip install -e ".[mlx]"  (on Linux this installs mlx[cpu])'
 VARIANTS = {"": "mx.compile of every timed function; lazy graphs evaluated with mx.eval inside each timed call"}
 UNSUPPORTED: dict[str, str] = {}
@@ -33,6 +34,8 @@ def probe(ctx: BuildContext) -> Probe:
         return Probe(available=False, reason=f"MLX has no device {ctx.device!r} (cpu, or gpu on Apple Silicon)", version=mx.__version__)
     if kind == "gpu" and not mx.metal.is_available():
         return Probe(available=False, reason="MLX's GPU back-end needs Metal (Apple Silicon)", version=mx.__version__)
+    if kind == "gpu" and (unusable := first_kernel("MLX's Metal GPU", lambda: gpu_matmul(mx))):
+        return Probe(available=False, reason=unusable, version=mx.__version__)
     mx.set_default_device(mx.gpu if kind == "gpu" else mx.cpu)
     if kind == "gpu":
         backend, name = "Metal", mx.metal.device_info().get("device_name", "Apple GPU")
@@ -49,6 +52,13 @@ def probe(ctx: BuildContext) -> Probe:
         # (MLX's CPU convolutions are GEMMs), 3.4 % in mx.compile's fused kernels, 0.7 % in MLX's copies.
         settings["blas"] = linked_blas() or "none found in the process's mapped libraries"
     return Probe(available=True, version=mx.__version__, backend=backend, device_name=name, settings=settings)
+
+
+def gpu_matmul(mx) -> None:
+    """A 64x64 matmul on the GPU, evaluated (MLX is lazy: nothing runs before `mx.eval`)."""
+    with mx.stream(mx.gpu):
+        x = mx.ones((64, 64))
+        mx.eval(x @ x)
 
 
 def linked_blas() -> str:

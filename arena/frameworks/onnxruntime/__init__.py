@@ -10,11 +10,12 @@ ResNet and UNet graphs, which serve inference and the batch-1 latency workload a
 from __future__ import annotations
 
 from arena.frameworks.contract import BuildContext, Probe
+from arena.frameworks.device_check import first_kernel
 
 DISTRIBUTION = "onnxruntime"
 # The graphs are exported from the PyTorch reference modules.
 DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnx", "onnxscript", "torch", "torchvision", "transformers", "diffusers")
-SOURCES = ("arena/frameworks/conversion.py", "arena/frameworks/graph_steps.py", "arena/frameworks/torch")
+SOURCES = ("arena/frameworks/conversion.py", "arena/frameworks/graph_steps.py", "arena/frameworks/torch", "arena/frameworks/device_check.py")
 INSTALL_HINT = 'pip install -e ".[onnx]" (onnxruntime-gpu instead of onnxruntime for CUDA)'
 VARIANTS = {"": "graphs exported by torch.onnx (dynamo), ORT_ENABLE_ALL graph optimisation, sequential execution"}
 TRAINING = (
@@ -56,6 +57,8 @@ def probe(ctx: BuildContext) -> Probe:
     if provider not in ort.get_available_providers():
         hint = " (install onnxruntime-gpu instead of onnxruntime)" if provider == "CUDAExecutionProvider" else ""
         return Probe(available=False, reason=f"{provider} is not in this onnxruntime build{hint}; it has {ort.get_available_providers()}", version=version)
+    if provider != "CPUExecutionProvider" and (unusable := first_kernel(provider, lambda: matmul_session(ort, ctx))):
+        return Probe(available=False, reason=unusable, version=version)
     settings = {
         "exporter": "torch.onnx.export(dynamo=True, optimize=True)",
         "graph_optimization_level": "ORT_ENABLE_ALL",
@@ -67,3 +70,19 @@ def probe(ctx: BuildContext) -> Probe:
         "provider_options": {p: o for p, o in providers(ctx) if o},
     }
     return Probe(available=True, version=version, backend=f"ONNX Runtime {version} {provider}", device_name=ort.get_device(), settings=settings)
+
+
+def matmul_session(ort, ctx: BuildContext) -> None:
+    """A one-MatMul graph run once in a session with the cell's providers. ONNX Runtime puts a graph on
+    its CPU provider, with only a warning, when the requested one cannot be loaded (a CUDA library
+    missing, no CoreML on this machine): that is raised here, not measured as the accelerator."""
+    import numpy as np
+    from onnx import TensorProto, helper
+
+    square = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [64, 64]) for name in ("x", "y")]
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "x"], ["y"])], "probe", square[:1], square[1:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=providers(ctx))
+    if session.get_providers()[0] != providers(ctx)[0][0]:
+        raise RuntimeError(f"ONNX Runtime fell back to {session.get_providers()}")
+    session.run(None, {"x": np.ones((64, 64), np.float32)})
