@@ -27,7 +27,7 @@ def print_summary(results: list[Result], out=print) -> None:
         out("  ".join("-" * w for w in widths))
         for row in rows:
             out("  ".join(v.ljust(w) for v, w in zip(row, widths)))
-    problems = [r for r in results if r.status not in ("ok", "unsupported", "unavailable") or r.correctness.verdict == "fail"]
+    problems = [r for r in results if r.status not in ("ok", "unsupported", "unavailable", "not_run") or r.correctness.verdict == "fail"]
     for r in problems:
         reason = r.reason or r.correctness.reason
         out(f"  ! {r.model}/{r.preset}/{r.framework}@{r.device}: {r.status}/{r.correctness.verdict}: {reason[:300]}")

@@ -21,7 +21,10 @@ SCHEMA_VERSION = 2
 # values, so its "interval" is their range under another name and says nothing about the next run.
 MIN_SAMPLES_FOR_CI = 5
 
-Status = Literal["ok", "error", "timeout", "crashed", "unavailable", "unsupported", "running"]
+# unavailable: the framework cannot use this device here (not installed, no such back-end, a device it
+# reports but cannot run on); not_run: this machine was not set up for it (`not_run_here` of the run:
+# a package that could not be brought here), the lab's limit, which says nothing of the framework.
+Status = Literal["ok", "error", "timeout", "crashed", "unavailable", "unsupported", "not_run", "running"]
 Verdict = Literal["reference", "pass", "fail", "n/a"]
 
 
@@ -109,6 +112,9 @@ class System(Model):
     os: str
     python: str
     gpu: str = ""
+    gpu_driver: str = Field("", description="the NVIDIA driver's version (nvidia-smi); empty without one")
+    gpu_cuda: str = Field("", description="the CUDA version that driver supports (nvidia-smi's header); each framework's own CUDA runtime is in its probe settings")
+    gpu_memory_bytes: int | None = Field(None, description="memory of the first GPU nvidia-smi lists")
     hostname: str = ""
     node_id: str = Field("", description="the cluster node that ran the cell (its Ray node id); empty for a run on this machine")
     arena_version: str

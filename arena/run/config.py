@@ -50,6 +50,9 @@ class RunConfig(BaseModel):
     force: bool = Field(False, description="re-run cells that already have a valid result (and measure the machine again)")
     machine_peak: bool = Field(True, description="measure this machine's GEMM and bandwidth peaks once per platform (arena/run/peak.py)")
     executor: Executor = Field(default_factory=LocalExecutor, description="where the cells run (executor=local|ray)")
+    not_run_here: dict[str, str] = Field(
+        default_factory=dict, description="framework -> why this machine does not run it (a package that could not be "
+        "brought here, a build it was not given): its cells are recorded `not_run` with that reason, not as the framework's `unavailable`")
 
     def path(self, value: str) -> Path:
         return Path(os.path.expanduser(value)).resolve()
@@ -83,4 +86,9 @@ def validate_run_config(raw: dict) -> RunConfig:
                 f"framework {framework!r} has no device in matrix {config.matrix!r} "
                 f"(known there: {', '.join(config.devices)}); add '+devices.{framework}=cpu' or pick another matrix"
             )
+    for framework, why in config.not_run_here.items():
+        if framework not in (known := {*config.devices, *config.selected_frameworks}):
+            raise ArenaError(f"not_run_here.{framework}: not a framework of matrix {config.matrix!r} ({', '.join(sorted(known))})")
+        if not why.strip():
+            raise ArenaError(f"not_run_here.{framework}: say why this machine does not run it (the reason is recorded in its results)")
     return config

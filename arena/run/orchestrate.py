@@ -127,6 +127,8 @@ def measure_and_judge(run: Run, cell: Cell, weights_file: weights.WeightsFile, s
     """A cell's child process, then its verdict, both on the machine that runs the cell. Mode `reference`
     makes one call per workload and times nothing: a verdict alone (tests/bugs judges injected bugs so)."""
     spec = run.specs[cell.model]
+    if cell.framework in run.config.not_run_here:
+        return not_run_here(run, cell, spec, weights_file, system)
     result = run_cell(run, cell, spec, weights_file, system, mode=mode)
     result.correctness = judge(run, cell, spec, weights_file, system, result, mode)
     result.fingerprint = code_fingerprint(run, cell)
@@ -191,6 +193,17 @@ def run_cell(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, mode: 
     elif result.status == "error":
         result.reason = f"{result.reason} (log: {log_path})"
     result.created = result.created or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return result
+
+
+def not_run_here(run: Run, cell: Cell, spec: ModelSpec, weights_file: weights.WeightsFile, system: System) -> Result:
+    """A cell of a framework this machine was not set up for (the run's `not_run_here`): nothing starts,
+    and the result says why in the operator's words, so that the site never shows the lab's limit as the
+    framework's (`unavailable`)."""
+    result = unfinished_result(run, cell, spec, weights_file, system)
+    result.status, result.reason = "not_run", f"not run on this machine: {run.config.not_run_here[cell.framework]}"
+    result.correctness = Correctness(verdict="n/a", reason="not run on this machine")
+    result.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return result
 
 

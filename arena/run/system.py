@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @cache
 def describe() -> System:
-    cpu, gpu = cpu_model(), gpu_name()
+    cpu, gpu, nvidia = cpu_model(), gpu_name(), nvidia_gpus()
     return System(
         platform_id=platform_id(cpu, gpu),
         cpu_model=cpu,
@@ -32,6 +32,9 @@ def describe() -> System:
         os=f"{platform.system()} {platform.release()} ({platform.machine()})",
         python=platform.python_version(),
         gpu=gpu,
+        gpu_driver=nvidia.get("driver", ""),
+        gpu_cuda=nvidia.get("cuda", ""),
+        gpu_memory_bytes=nvidia.get("memory_bytes"),
         hostname=socket.gethostname(),
         arena_version=arena.__version__,
         arena_commit=git_commit(),
@@ -84,13 +87,27 @@ def cpu_id(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
 
 
 def gpu_name() -> str:
-    if shutil.which("nvidia-smi"):
-        names = _run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"])
-        if names:
-            return ", ".join(sorted(set(names.splitlines())))
+    if name := nvidia_gpus().get("name"):
+        return name
     if platform.system() == "Darwin" and platform.machine() == "arm64":
         return f"{cpu_model()} GPU"
     return ""
+
+
+@cache
+def nvidia_gpus() -> dict:
+    """The NVIDIA GPUs nvidia-smi lists: their names, the driver's version, the CUDA version it supports
+    and the first GPU's memory; {} without nvidia-smi or a GPU."""
+    if not shutil.which("nvidia-smi"):
+        return {}
+    rows = _run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader,nounits"])
+    gpus = [[field.strip() for field in row.split(",")] for row in rows.splitlines() if row.count(",") == 2]
+    if not gpus:
+        return {}
+    cuda = re.search(r"CUDA Version:\s*([\d.]+)", _run(["nvidia-smi"]))
+    memory_mib = gpus[0][2]
+    return {"name": ", ".join(sorted({name for name, _, _ in gpus})), "driver": gpus[0][1], "cuda": cuda.group(1) if cuda else "",
+            "memory_bytes": int(float(memory_mib)) * 2**20 if memory_mib.replace(".", "").isdigit() else None}
 
 
 def platform_id(cpu: str, gpu: str) -> str:

@@ -2,7 +2,8 @@
 
 Categories (`collect.Entry.category`): runs (verified), unverified (ran, no verdict), failed (error,
 timeout, crash or a `fail` verdict), unsupported (the framework cannot do this model or workload),
-unavailable (not installed, or no working device on this machine). A cell of the matrix is one
+unavailable (not installed, or no working device on this machine), not run here (this machine was not
+set up for the framework: the lab's limit, with the operator's reason, never the framework's). A cell of the matrix is one
 framework on one platform; its squares are the models, and the note names the devices it used, which is
 where a missing accelerator shows (a framework that ran on `cpu` on a GPU machine).
 """

@@ -19,7 +19,7 @@ from arena.site.html import esc
 
 # Tableau 10: distinguishable, readable on white and on Material's dark slate.
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
-CATEGORY_COLORS = {"runs": "#59a14f", "unverified": "#bab0ac", "failed": "#e15759", "unsupported": "#edc948", "unavailable": "#4e79a7"}
+CATEGORY_COLORS = {"runs": "#59a14f", "unverified": "#bab0ac", "failed": "#e15759", "unsupported": "#edc948", "unavailable": "#4e79a7", "not run here": "#9c755f"}
 WIDTH = 760
 LABEL_W = 190  # left margin for row labels
 FONT = 'font-family="inherit" font-size="12"'

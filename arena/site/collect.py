@@ -27,7 +27,9 @@ from arena.specs import ModelSpec
 
 VERIFIED = ("pass", "reference")
 # Accessibility categories, in the order the matrix and its legend show them.
-CATEGORIES = ("runs", "unverified", "failed", "unsupported", "unavailable")
+# "not run here" is the lab's limit (a framework this machine was not set up for: Result status not_run),
+# kept apart from "unavailable", the framework's own (it cannot use the device, or is not installed).
+CATEGORIES = ("runs", "unverified", "failed", "unsupported", "unavailable", "not run here")
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Entry:
         r = self.result
         if r.status in ("unsupported", "unavailable"):
             return r.status
+        if r.status == "not_run":
+            return "not run here"
         if r.status != "ok" or r.correctness.verdict == "fail":
             return "failed"
         return "runs" if r.correctness.verdict in VERIFIED else "unverified"

@@ -83,3 +83,28 @@ def test_missing_device_is_recorded_unavailable_and_the_run_succeeds(tmp_path, s
     assert result["status"] == "unavailable"
     assert "CUDA" in result["reason"]
     assert result["framework_version"], "the probe still reports what is installed"
+
+
+@pytest.mark.slow
+def test_a_framework_this_machine_was_not_set_up_for_is_not_run_here_not_unavailable(tmp_path, shared_cache):
+    """The lab's limit (a package that could not be brought to a machine) is recorded as such, with the
+    operator's reason, beside a framework that cannot use the device (unavailable); nothing starts for it."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has the device; the test needs one without")
+    why = "onnxruntime-gpu could not be brought here (no network)"
+    run = arena("+matrix=nvidia", "preset=tiny", "models=[smollm2-135m]", "frameworks=[torch,onnxruntime]",
+                f"+not_run_here.onnxruntime='{why}'", f"results_dir={tmp_path / 'results'}", cwd=tmp_path, cache=shared_cache)
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = {p.name: json.loads(p.read_text()) for p in (tmp_path / "results").rglob("*-cuda-fp32.json")}
+    assert results["torch-cuda-fp32.json"]["status"] == "unavailable", "torch was asked and answered: no CUDA here"
+    not_run = results["onnxruntime-cuda-fp32.json"]
+    assert not_run["status"] == "not_run" and not_run["reason"] == f"not run on this machine: {why}"
+    assert not_run["framework_version"] == "", "nothing was started, so nothing was probed"
+    assert not list((shared_cache / "cells").rglob("onnxruntime-cuda-fp32*")), "no cell process for it"
+
+
+def test_not_run_here_names_a_framework_of_the_matrix(tmp_path, shared_cache):
+    run = arena("+matrix=nvidia", "+not_run_here.onnxruntim='too large'", cwd=tmp_path, cache=shared_cache)
+    assert run.returncode == 1
+    assert "not_run_here.onnxruntim: not a framework of matrix 'nvidia'" in run.stderr

@@ -39,3 +39,32 @@ def test_no_id_where_cpuinfo_has_no_such_fields(tmp_path):
     arm = tmp_path / "arm"
     arm.write_text(ARM)
     assert cpu_id(arm) == "" and cpu_id(tmp_path / "missing") == ""
+
+
+NVIDIA_SMI = """#!/bin/sh
+case "$*" in
+  *--query-gpu=name,driver_version,memory.total*) printf 'NVIDIA H200, 580.65.06, 143771\\nNVIDIA H200, 580.65.06, 143771\\n' ;;
+  "") printf '| NVIDIA-SMI 580.65.06              Driver Version: 580.65.06      CUDA Version: 13.0     |\\n' ;;
+  *) exit 9 ;;
+esac
+"""
+
+
+def test_an_nvidia_machine_records_its_gpu_driver_and_cuda_version(tmp_path, monkeypatch):
+    """Read from nvidia-smi as that machine answers (here a stand-in on PATH with an H200's answers)."""
+    from arena.run import system
+
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text(NVIDIA_SMI)
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
+    system.nvidia_gpus.cache_clear()
+    try:
+        assert system.nvidia_gpus() == {"name": "NVIDIA H200", "driver": "580.65.06", "cuda": "13.0", "memory_bytes": 143771 * 2**20}
+        assert system.gpu_name() == "NVIDIA H200" and system.detect_matrix() == "nvidia"
+        fake.write_text("#!/bin/sh\necho 'No devices were found'; exit 6\n")  # a driver without a GPU it can reach
+        system.nvidia_gpus.cache_clear()
+        assert system.nvidia_gpus() == {}
+    finally:
+        system.nvidia_gpus.cache_clear()

@@ -33,6 +33,7 @@ def test_every_status_maps_to_a_category(entries):
     assert seen[("ok", "fail")] == seen[("error", "n/a")] == seen[("timeout", "n/a")] == seen[("crashed", "n/a")] == "failed"
     assert seen[("ok", "n/a")] == "unverified"
     assert seen[("unsupported", "n/a")] == "unsupported" and seen[("unavailable", "n/a")] == "unavailable"
+    assert seen[("not_run", "n/a")] == "not run here", "the lab's limit is never shown as the framework's"
 
 
 def test_an_older_spec_is_flagged_and_never_ranked(entries):
