@@ -38,3 +38,17 @@ def test_actions_are_pinned_and_permissions_minimal(workflow):
     for name, job in data["jobs"].items():
         granted = job.get("permissions", {})
         assert all(v in ("read", "write") for v in granted.values()) and granted.get("contents", "read") == "read", name
+
+
+def test_metal_is_benchmarked_only_on_a_real_mac():
+    """GitHub's hosted macOS runners have no Metal/MPS (while torch's mps reports available there): the
+    hosted macOS job runs the CPU matrix, and +matrix=apple only goes to a self-hosted Apple Silicon runner."""
+    plan = yaml.safe_load((REPO / ".github" / "workflows" / "bench.yml").read_text())["jobs"]["plan"]["steps"][0]["run"]
+    entries = [e for e in re.findall(r"\{[^{}]*\}", plan) if '"matrix"' in e]
+    by_matrix = {}
+    for entry in entries:
+        matrix, runner = re.search(r'"matrix": "(\w+)"', entry).group(1), re.search(r'"runner": (\[[^\]]*\]|"[^"]*")', entry).group(1)
+        by_matrix.setdefault(matrix, []).append(runner)
+    assert by_matrix["apple"] == ['["self-hosted", "macOS", "ARM64"]'], by_matrix
+    assert '"macos-14"' in by_matrix["cpu"], "the hosted macOS job is kept, on the CPU devices"
+    assert all("macos" not in r for m, runners in by_matrix.items() if m != "cpu" for r in runners)
