@@ -50,7 +50,7 @@ def test_onnxruntime_falling_back_to_its_cpu_provider_is_unavailable(monkeypatch
     monkeypatch.setattr(ort, "get_available_providers", lambda: [*listed, "CoreMLExecutionProvider"])
     found = probe("onnxruntime", "coreml")
     assert not found.available and REPORTED_BUT_FAILED in found.reason, found.reason
-    assert "fell back to ['CPUExecutionProvider']" in found.reason, found.reason
+    assert "asked for CoreMLExecutionProvider, the session runs on ['CPUExecutionProvider']" in found.reason, found.reason
     assert probe("onnxruntime", "cpu").available
 
 

@@ -57,7 +57,7 @@ def probe(ctx: BuildContext) -> Probe:
     if provider not in ort.get_available_providers():
         hint = " (install onnxruntime-gpu instead of onnxruntime)" if provider == "CUDAExecutionProvider" else ""
         return Probe(available=False, reason=f"{provider} is not in this onnxruntime build{hint}; it has {ort.get_available_providers()}", version=version)
-    if provider != "CPUExecutionProvider" and (unusable := first_kernel(provider, lambda: matmul_session(ort, ctx))):
+    if provider != "CPUExecutionProvider" and (unusable := first_kernel(provider, lambda: matmul_session(ctx))):
         return Probe(available=False, reason=unusable, version=version)
     settings = {
         "exporter": "torch.onnx.export(dynamo=True, optimize=True)",
@@ -72,17 +72,22 @@ def probe(ctx: BuildContext) -> Probe:
     return Probe(available=True, version=version, backend=f"ONNX Runtime {version} {provider}", device_name=ort.get_device(), settings=settings)
 
 
-def matmul_session(ort, ctx: BuildContext) -> None:
-    """A one-MatMul graph run once in a session with the cell's providers. ONNX Runtime puts a graph on
-    its CPU provider, with only a warning, when the requested one cannot be loaded (a CUDA library
-    missing, no CoreML on this machine): that is raised here, not measured as the accelerator."""
+def matmul_session(ctx: BuildContext) -> None:
+    """A one-MatMul graph run once in a session opened as the cells open theirs (`common.session`, which
+    raises when ONNX Runtime put the graph on its CPU provider instead, as it does with only a warning
+    when the requested one cannot be loaded: a CUDA library missing, no CoreML on this machine)."""
+    import tempfile
+    from pathlib import Path
+
     import numpy as np
+    import onnx
     from onnx import TensorProto, helper
+
+    from arena.frameworks.onnxruntime.common import session
 
     square = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [64, 64]) for name in ("x", "y")]
     graph = helper.make_graph([helper.make_node("MatMul", ["x", "x"], ["y"])], "probe", square[:1], square[1:])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    session = ort.InferenceSession(model.SerializeToString(), providers=providers(ctx))
-    if session.get_providers()[0] != providers(ctx)[0][0]:
-        raise RuntimeError(f"ONNX Runtime fell back to {session.get_providers()}")
-    session.run(None, {"x": np.ones((64, 64), np.float32)})
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "probe-matmul.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+        session(path, ctx).run(None, {"x": np.ones((64, 64), np.float32)})
