@@ -9,6 +9,7 @@ this first (arena/frameworks/device_check.py).
 from __future__ import annotations
 
 import ctypes
+from functools import cache
 
 GGML_TYPE_F32 = 0
 GGML_STATUS_SUCCESS = 0
@@ -21,8 +22,9 @@ class InitParams(ctypes.Structure):
     _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", ctypes.c_void_p), ("no_alloc", ctypes.c_bool)]
 
 
+@cache
 def ggml_library() -> ctypes.CDLL:
-    """libggml as llama-cpp-python loaded it (ggml-base's symbols resolve through it)."""
+    """libggml as llama-cpp-python loaded it (ggml-base's symbols resolve through it), its functions typed once."""
     from llama_cpp import _ggml
 
     lib = _ggml.libggml
