@@ -38,25 +38,28 @@ def requirements(extras: tuple[str, ...] = EXTRAS, host_has: tuple[str, ...] = H
     skip = {canonicalize_name(name) for name in host_has}
     environment = target_environment(python)
     found: dict[str, str] = {}
-    todo = [(Requirement(r), extra) for r in importlib.metadata.requires("arena") or [] for extra in ("", *extras)]
+    todo = requires("arena", extras)
     while todo:
         requirement, extra = todo.pop()
         name = canonicalize_name(requirement.name)
         if requirement.marker and not requirement.marker.evaluate(environment | {"extra": extra}):
             continue
-        if name in skip or name == "arena":
-            todo += [(Requirement(r), wanted) for r in importlib.metadata.requires("arena") or [] for wanted in requirement.extras] if name == "arena" else []
+        if name == "arena":  # an extra that takes in others (ctranslate2 -> arena[torch])
+            todo += requires("arena", tuple(requirement.extras))
             continue
-        if name in found:
+        if name in skip or name in found:
             continue
         try:
             found[name] = pins.get(name) or f"=={importlib.metadata.version(name)}"
-            required = importlib.metadata.requires(name) or []
+            todo += requires(name, tuple(requirement.extras))
         except importlib.metadata.PackageNotFoundError:  # needed on the host's Python only
             found[name] = pins.get(name) or str(requirement.specifier)
-            required = []
-        todo += [(Requirement(r), wanted) for r in required for wanted in ("", *requirement.extras)]
     return dict(sorted(found.items()))
+
+
+def requires(distribution: str, extras: tuple[str, ...]) -> list[tuple[Requirement, str]]:
+    """An installed distribution's requirements, each with every extra (and none) its marker may name."""
+    return [(Requirement(r), extra) for r in importlib.metadata.requires(distribution) or [] for extra in ("", *extras)]
 
 
 def download(wanted: dict[str, str], folder: Path, python: str = "3.12") -> list[Path]:
@@ -64,8 +67,8 @@ def download(wanted: dict[str, str], folder: Path, python: str = "3.12") -> list
     as antlr4-python3-runtime 4.9.3, is built into a wheel here); `requirements.txt` pins what came."""
     folder.mkdir(parents=True, exist_ok=True)
     platforms = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
     for name, specifier in wanted.items():
-        pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
         binary = [*pip, "download", "--no-deps", "--only-binary=:all:", "--python-version", python, "--implementation", "cp",
                   *platforms, "-d", str(folder), f"{name}{specifier}"]
         if subprocess.run(binary, capture_output=True).returncode != 0:
@@ -73,7 +76,7 @@ def download(wanted: dict[str, str], folder: Path, python: str = "3.12") -> list
             if built.returncode != 0:
                 raise ArenaError(f"no wheel of {name}{specifier} for CPython {python} on Linux x86_64, and none could be built: {built.stderr[-500:]}")
     wheels = sorted(folder.glob("*.whl"))
-    lines = [f"{parse_wheel_filename(w.name)[0]}=={parse_wheel_filename(w.name)[1]}" for w in wheels]
+    lines = ["{}=={}".format(*parse_wheel_filename(w.name)[:2]) for w in wheels]
     (folder / "requirements.txt").write_text("\n".join(lines) + "\n")
     return wheels
 
