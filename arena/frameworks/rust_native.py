@@ -14,8 +14,11 @@ from collections.abc import Callable
 import numpy as np
 
 from arena.frameworks.contract import BuildContext, Probe, Step
+from arena.frameworks.device_check import first_kernel
 
 INSTALL_HINT = 'pip install -e ".[all]" (builds the Rust extension arena._native with maturin; needs cargo)'
+# What runs a GPU cell's matmuls (the CPU's are the gemm crate's, named with the kernels it picked).
+GPU_MATMUL = {"candle": "cuBLAS (candle-core's CUDA back-end, through cudarc)", "burn": "CubeCL's matmul kernels (compiled at run time)"}
 
 
 def family_adapter(framework: str, family: str) -> tuple[Callable, ...]:
@@ -53,6 +56,10 @@ def probe(framework: str, ctx: BuildContext, backend: str, settings: dict) -> Pr
         return Probe(available=False, reason=f"this build of arena._native has {framework} on {built} only, not {ctx.device!r} (GPU back-ends are Cargo features, see README)", version=version)
     if ctx.dtype != "fp32":
         return Probe(available=False, reason=f"the {framework} families are built for fp32 (the weights file's dtype)", version=version)
-    settings = {"threads": dict(_native.thread_info(framework)), "build_profile": "release",
-                "matmul": f"gemm crate {_native.GEMM_VERSION} (pure Rust), {_native.gemm_kernels()} kernels", **settings}
+    on_cpu = ctx.device == "cpu"
+    if not on_cpu and (unusable := first_kernel(f"{framework}'s {ctx.device} device", lambda: _native.first_kernel(framework, ctx.device))):
+        return Probe(available=False, reason=unusable, version=version)
+    matmul = f"gemm crate {_native.GEMM_VERSION} (pure Rust), {_native.gemm_kernels()} kernels" if on_cpu else GPU_MATMUL[framework]
+    settings = {"threads": dict(_native.thread_info(framework)), "build_profile": "release", "matmul": matmul,
+                **dict(_native.build_info(framework)), **settings}
     return Probe(available=True, version=version, backend=f"{backend} {version} {ctx.device.upper()}", device_name=ctx.device, settings=settings)

@@ -15,6 +15,8 @@ import pytest
 from arena import weights
 from arena.families import load_family
 from arena.families.base import rng_for
+from arena.frameworks import rust_native
+from arena.frameworks.contract import BuildContext
 from arena.specs import load_specs
 from tests.conftest import REPO
 
@@ -81,6 +83,17 @@ def test_bad_inputs_and_calls_are_exceptions_with_the_reason(framework):
         native.Model(framework, "llama", '{"vocab_size": "many"}', WEIGHTS)
     with pytest.raises(RuntimeError, match="no framework 'tensorflow'|no framework \"tensorflow\""):
         native.Model("tensorflow", "llama", CONFIG.model_dump_json(), WEIGHTS)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_the_device_check_computes_on_the_cpu_and_a_device_not_built_is_unavailable_naming_the_build(framework):
+    native.first_kernel(framework, "cpu")  # a 64x64 matmul of ones, read back and checked
+    if "cuda" in native.devices(framework):
+        pytest.skip("this build has CUDA: tests/native/test_cuda_build.py checks it")
+    with pytest.raises(RuntimeError, match=r'has no (Candle|Burn) device "cuda" \(built: \["cpu"\]'):
+        native.first_kernel(framework, "cuda")
+    probe = rust_native.probe(framework, BuildContext(device="cuda", dtype="fp32", threads=1), framework, {})
+    assert not probe.available and f"has {framework} on ['cpu'] only, not 'cuda'" in probe.reason and "Cargo features" in probe.reason
 
 
 def test_a_panic_in_native_code_is_an_exception_and_the_process_lives_on():

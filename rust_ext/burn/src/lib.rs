@@ -7,9 +7,9 @@
 //! Burn's ops panic on misuse instead of returning errors: the extension turns a panic into the
 //! cell's RuntimeError (`arena-native`), so the families use plain values.
 
-use arena_common::{Arrays, Error, NativeModel, Result, Workload};
+use arena_common::{check_product, Arrays, Error, NativeModel, Result, Workload, CHECK_SIZE};
 use burn::module::Module;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 
 use crate::layers::Last;
 use crate::weights::Loaded;
@@ -97,6 +97,14 @@ pub fn device(name: &str) -> Result<Device> {
         "metal" => Ok(Device::metal(burn::tensor::DeviceKind::DefaultDevice)),
         other => Err(Error(format!("this build of the extension has no Burn device {other:?} (built: {:?}; GPU back-ends are Cargo features of rust_ext/native: burn-cuda, burn-wgpu, burn-metal)", devices()))),
     }
+}
+
+/// Whether `name` really runs work: a small matmul there, read back and checked.
+pub fn first_kernel(name: &str) -> Result<()> {
+    let device = device(name)?;
+    let ones = Tensor::<2>::ones([CHECK_SIZE, CHECK_SIZE], &device);
+    let product = ones.clone().matmul(ones).into_data().try_to_vec::<f32>().map_err(|err| Error(format!("{err:?}")))?;
+    check_product(&product, name)
 }
 
 /// Build a family's model from its config JSON and the official-named weights.

@@ -165,7 +165,9 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
 pub fn softmax_last(x: &Tensor, mode: Mode) -> Result<Tensor> {
     match mode {
         Mode::Infer => ops::softmax_last_dim(x),
-        Mode::Train => x.contiguous()?.apply_op1(SoftmaxLastDim),
+        Mode::Train if x.device().is_cpu() => x.contiguous()?.apply_op1(SoftmaxLastDim),
+        // The memory-saving op below is written for the CPU; elsewhere candle's differentiable softmax.
+        Mode::Train => ops::softmax(x, D::Minus1),
     }
 }
 
@@ -254,7 +256,7 @@ pub fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal_offset: Option<usize>, mode: Mode) -> Result<Tensor> {
     let groups = q.dim(1)? / k.dim(1)?;
     let (k, v) = (repeat_kv(k, groups)?, repeat_kv(v, groups)?);
-    if mode == Mode::Train {
+    if mode == Mode::Train && q.device().is_cpu() {
         let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
         return q.apply_op3(&k, &v, Attention { causal_offset });
     }

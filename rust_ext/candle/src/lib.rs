@@ -3,8 +3,8 @@
 //!
 //! One file per family, each a `NativeModel`; `layers.rs` holds what they share.
 
-use arena_common::{Arrays, Error, NativeModel, Result, Workload};
-use candle_core::Device;
+use arena_common::{check_product, Arrays, Error, NativeModel, Result, Workload, CHECK_SIZE};
+use candle_core::{DType, Device, Tensor};
 
 use crate::layers::{Last, Params};
 
@@ -53,7 +53,8 @@ impl<F: Family> NativeModel for Native<F> {
         // activation) and its gradients, which would double the step's memory.
         self.last = Last::Empty;
         self.last = self.family.run().map_err(native_error)?;
-        Ok(())
+        // A GPU device queues the work: the call ends when it is done (a no-op on the CPU).
+        self.family.params().device.synchronize().map_err(native_error)
     }
 
     fn fetch(&mut self) -> Result<Arrays> {
@@ -65,9 +66,13 @@ impl<F: Family> NativeModel for Native<F> {
     }
 }
 
-/// A candle error as the error that crosses into Python.
+/// A candle error as the error that crosses into Python, without the backtrace candle attaches where
+/// RUST_BACKTRACE is set (a cell's reason says what failed, not where in the binary).
 pub fn native_error(err: candle_core::Error) -> Error {
-    Error(err.to_string())
+    match err {
+        candle_core::Error::WithBacktrace { inner, .. } => Error(inner.to_string()),
+        other => Error(other.to_string()),
+    }
 }
 
 /// An arena_common error (a bad input) inside candle's own Result.
@@ -75,12 +80,47 @@ pub fn common_error(err: Error) -> candle_core::Error {
     candle_core::Error::Msg(err.0)
 }
 
+/// The devices this build can run on: the CPU always; CUDA when the `cuda` feature is on.
+pub fn devices() -> Vec<&'static str> {
+    let mut names = vec!["cpu"];
+    if cfg!(feature = "cuda") {
+        names.push("cuda");
+    }
+    names
+}
+
+/// The compute capability the CUDA kernels were compiled for (CUDA_COMPUTE_CAP at build time; nvcc's
+/// default where it was not set), or None in a build without CUDA.
+pub fn cuda_compute_cap() -> Option<&'static str> {
+    if cfg!(feature = "cuda") {
+        Some(option_env!("CUDA_COMPUTE_CAP").unwrap_or("the build machine's GPU (CUDA_COMPUTE_CAP unset)"))
+    } else {
+        None
+    }
+}
+
+/// The device a cell asks for, by the matrix's device name.
+pub fn device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        #[cfg(feature = "cuda")]
+        "cuda" => Device::new_cuda(0).map_err(native_error),
+        other => Err(Error(format!("this build of the extension has no Candle device {other:?} (built: {:?}; cuda is the Cargo feature candle-cuda of rust_ext/native)", devices()))),
+    }
+}
+
+/// Whether `name` really runs work: a small matmul there, read back and checked (a CUDA build on a
+/// machine whose driver finds no GPU fails here, with the driver's error).
+pub fn first_kernel(name: &str) -> Result<()> {
+    let device = device(name)?;
+    let ones = Tensor::ones((CHECK_SIZE, CHECK_SIZE), DType::F32, &device).map_err(native_error)?;
+    let product = ones.matmul(&ones).and_then(|t| t.flatten_all()?.to_vec1::<f32>()).map_err(native_error)?;
+    check_product(&product, name)
+}
+
 /// Build a family's model from its config JSON and the official-named weights.
-pub fn build(family: &str, config_json: &str, weights: Arrays, device: &str) -> Result<Box<dyn NativeModel>> {
-    let device = match device {
-        "cpu" => Device::Cpu,
-        other => return Err(Error(format!("this build of the extension has no Candle device {other:?} (cpu only; cuda/metal are Cargo features)"))),
-    };
+pub fn build(family: &str, config_json: &str, weights: Arrays, device_name: &str) -> Result<Box<dyn NativeModel>> {
+    let device = device(device_name)?;
     match family {
         "llama" => llama::build(config_json, weights, &device),
         "whisper" => whisper::build(config_json, weights, &device),

@@ -65,3 +65,16 @@ pub trait NativeModel: Send {
     /// The official names of the tensors the model was built from, in load order.
     fn parameter_names(&self) -> Vec<String>;
 }
+
+/// The size of the device check: an N x N matmul of ones, every element of which must be N.
+pub const CHECK_SIZE: usize = 64;
+
+/// Whether the device check's product came back right (`device` names it in the error).
+pub fn check_product(values: &[f32], device: &str) -> Result<()> {
+    let expected = CHECK_SIZE as f32;
+    match values.iter().position(|&v| v != expected) {
+        _ if values.len() != CHECK_SIZE * CHECK_SIZE => Err(Error(format!("the {CHECK_SIZE}x{CHECK_SIZE} check on {device} returned {} values", values.len()))),
+        Some(at) => Err(Error(format!("the {CHECK_SIZE}x{CHECK_SIZE} matmul of ones on {device} gave {} at element {at}, not {expected}", values[at]))),
+        None => Ok(()),
+    }
+}

@@ -139,8 +139,31 @@ fn versions() -> Vec<(&'static str, &'static str)> {
 #[pyfunction]
 fn devices(framework: &str) -> PyResult<Vec<&'static str>> {
     match framework {
-        "candle" => Ok(vec!["cpu"]),
+        "candle" => Ok(arena_candle::devices()),
         "burn" => Ok(arena_burn::devices()),
+        other => Err(unknown_framework(other)),
+    }
+}
+
+/// Whether a framework's `device` runs work in this build: a small matmul there, checked; raises with
+/// the framework's or the driver's error where it does not.
+#[pyfunction]
+fn first_kernel(py: Python<'_>, framework: &str, device: &str) -> PyResult<()> {
+    let check = match framework {
+        "candle" => arena_candle::first_kernel,
+        "burn" => arena_burn::first_kernel,
+        other => return Err(unknown_framework(other)),
+    };
+    let device = device.to_owned();
+    native(py, move || check(&device))
+}
+
+/// What a build compiled in beyond the CPU, for the result's settings (empty in a CPU build).
+#[pyfunction]
+fn build_info(framework: &str) -> PyResult<Vec<(&'static str, &'static str)>> {
+    match framework {
+        "candle" => Ok(arena_candle::cuda_compute_cap().map(|cap| vec![("cuda_compute_capability", cap)]).unwrap_or_default()),
+        "burn" => Ok(Vec::new()),
         other => Err(unknown_framework(other)),
     }
 }
@@ -229,6 +252,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(versions, m)?)?;
     m.add_function(wrap_pyfunction!(thread_info, m)?)?;
     m.add_function(wrap_pyfunction!(devices, m)?)?;
+    m.add_function(wrap_pyfunction!(first_kernel, m)?)?;
+    m.add_function(wrap_pyfunction!(build_info, m)?)?;
     m.add_function(wrap_pyfunction!(panic_for_test, m)?)?;
     m.add_function(wrap_pyfunction!(gemm_kernels, m)?)?;
     m.add_function(wrap_pyfunction!(gemm_seconds, m)?)?;
