@@ -1,6 +1,7 @@
 """The ExecuTorch conversion on a toy module, in this process (the five families run as cells in
 test_conformance.py): a program made once and reused, its method computing what torch computes, and
-every operator the XNNPACK partitioner did not take named in the model's settings."""
+every operator the XNNPACK partitioner did not take named in the model's settings. And why a device
+other than XNNPACK's CPU is unavailable: the runtime's lack, or Arena's."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ pytest.importorskip("executorch")
 
 import torch  # noqa: E402
 
+from arena.frameworks import executorch as adapter  # noqa: E402
 from arena.frameworks.contract import BuildContext  # noqa: E402
 from arena.frameworks.executorch import common  # noqa: E402
 from arena.frameworks.onnxruntime.export import Graph  # noqa: E402
@@ -48,3 +50,11 @@ def test_a_program_computes_what_torch_does_and_names_what_xnnpack_left_out(tmp_
     with torch.no_grad():
         expected = toy(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(step.fetch(step.run())["y"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_device_without_its_delegate_says_whose_limit_it_is():
+    cuda = adapter.probe(BuildContext(device="cuda", dtype="fp32", threads=1))
+    assert not cuda.available and "this ExecuTorch runtime has no CudaBackend" in cuda.reason and "EXECUTORCH_BUILD_CUDA=ON" in cuda.reason
+    # A runtime that has the delegate (the macOS wheel's MPS) is not used either: Arena lowers to XNNPACK only.
+    assert "Arena lowers the programs with the XNNPACK partitioner only" in adapter.other_backend_reason("mps", ["XnnpackBackend", "MPSBackend"])
+    assert "no delegate for device 'vulkan'" in adapter.other_backend_reason("vulkan", ["XnnpackBackend"])

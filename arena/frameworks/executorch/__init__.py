@@ -60,8 +60,16 @@ UNSUPPORTED = {
     ),
 }
 
-# Arena device -> the ExecuTorch backend that must run the delegated graph.
+# Arena device -> the ExecuTorch backend that must run the delegated graph (what the programs are lowered to).
 BACKENDS = {"cpu": "XnnpackBackend"}
+# Devices ExecuTorch has a delegate for that Arena does not lower to (each needs its partitioner and a
+# machine to verify it on): the backend's registered name, and where a runtime with it comes from. The
+# PyPI wheel's runtime links XNNPACK everywhere, QNN and OpenVINO on Linux, Core ML and MPS on macOS.
+OTHER_BACKENDS = {
+    "cuda": ("CudaBackend", "ExecuTorch's CUDA delegate (AOTInductor + Triton) needs a runtime built from source with EXECUTORCH_BUILD_CUDA=ON"),
+    "coreml": ("CoreMLBackend", "the macOS wheel's runtime links it"),
+    "mps": ("MPSBackend", "the macOS wheel's runtime links it"),
+}
 
 
 def probe(ctx: BuildContext) -> Probe:
@@ -72,7 +80,7 @@ def probe(ctx: BuildContext) -> Probe:
     registered = Runtime.get().backend_registry.registered_backend_names
     device = ctx.device.split(":")[0]
     if device not in BACKENDS:
-        return Probe(available=False, reason=f"only the XNNPACK delegate (cpu) is wired up; this runtime registers {registered}", version=version)
+        return Probe(available=False, reason=other_backend_reason(device, registered), version=version)
     if ctx.dtype != "fp32":
         return Probe(available=False, reason="the programs are exported in fp32 only", version=version)
     if BACKENDS[device] not in registered:
@@ -90,3 +98,15 @@ def probe(ctx: BuildContext) -> Probe:
         "static_shapes": "one method per workload shape; decode steps take past K/V and return present K/V",
     }
     return Probe(available=True, version=version, backend=f"ExecuTorch {version} {BACKENDS[device]}", device_name="cpu", settings=settings)
+
+
+def other_backend_reason(device: str, registered: list[str]) -> str:
+    """Why a cell on a device other than XNNPACK's CPU is unavailable: the runtime lacks the delegate
+    (the framework's distribution), or it has it and Arena does not lower to it (ours)."""
+    if device not in OTHER_BACKENDS:
+        return f"ExecuTorch has no delegate for device {device!r} that Arena knows of; this runtime registers {registered}"
+    backend, source = OTHER_BACKENDS[device]
+    if backend not in registered:
+        return f"this ExecuTorch runtime has no {backend} (it registers {registered}): {source}"
+    return (f"this runtime registers {backend}, but Arena lowers the programs with the XNNPACK partitioner only: "
+            f"the {device} delegate is not wired up in Arena (it needs its partitioner, and a machine with {device} to verify it on)")
