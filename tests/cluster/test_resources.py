@@ -51,4 +51,5 @@ def test_resources_command_prints_ray_start_json():
     run = subprocess.run([sys.executable, "-m", "arena.cluster", "resources", "--matrix", "nvidia"],
                          capture_output=True, text=True, cwd=REPO, timeout=60)
     assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout) == {"arena_slot": 1, "arena_matrix_nvidia": 1, "arena_device_cpu": 1, "arena_device_cuda": 1}
+    # the devices the nvidia matrix names: cuda, and gpu (OpenVINO's Intel GPU, recorded unavailable there)
+    assert json.loads(run.stdout) == {"arena_slot": 1, "arena_matrix_nvidia": 1, "arena_device_cuda": 1, "arena_device_gpu": 1}
