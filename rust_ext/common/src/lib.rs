@@ -71,9 +71,11 @@ pub const CHECK_SIZE: usize = 64;
 
 /// Whether the device check's product came back right (`device` names it in the error).
 pub fn check_product(values: &[f32], device: &str) -> Result<()> {
+    if values.len() != CHECK_SIZE * CHECK_SIZE {
+        return Err(Error(format!("the {CHECK_SIZE}x{CHECK_SIZE} check on {device} returned {} values", values.len())));
+    }
     let expected = CHECK_SIZE as f32;
     match values.iter().position(|&v| v != expected) {
-        _ if values.len() != CHECK_SIZE * CHECK_SIZE => Err(Error(format!("the {CHECK_SIZE}x{CHECK_SIZE} check on {device} returned {} values", values.len()))),
         Some(at) => Err(Error(format!("the {CHECK_SIZE}x{CHECK_SIZE} matmul of ones on {device} gave {} at element {at}, not {expected}", values[at]))),
         None => Ok(()),
     }
