@@ -25,7 +25,8 @@ and, for the result's code fingerprint (arena/run/fingerprint.py), what the pack
                                       the Rust crates and Cargo.lock)
     DISTRIBUTIONS: tuple[str, ...]    (optional, default (DISTRIBUTION,)) every pip distribution whose
                                       version can change its numbers
-    BINARIES: tuple[str, ...]         (optional) compiled extension modules it loads, hashed by file
+    BINARIES: tuple[str, ...]         (optional) compiled extension modules it loads, hashed by file;
+                                      "<variant>:<module>" is loaded by that variant only
 
 and one module per family, `arena/frameworks/<fw>/<family>.py`, for every family it does not declare
 unsupported as a whole (one it does declare has no module), with the same four functions:

@@ -187,13 +187,18 @@ def reference_key(family: str, source: Tree) -> str:
 
 def framework_parts(framework: str, source: Tree, scheme: str = SCHEME) -> dict[str, str]:
     """The adapter package and what it declares it runs: sources, installed distributions, binaries."""
-    adapter, _ = load_adapter(framework)
+    adapter, variant = load_adapter(framework)
     package = adapter.__name__.replace(".", "/")
     parts = {f"code:{package}": package_digest(adapter, package, source, scheme)}
     parts |= source.code(getattr(adapter, "SOURCES", ()), scheme)
     parts |= {f"version:{d}": installed_version(d) for d in getattr(adapter, "DISTRIBUTIONS", (adapter.DISTRIBUTION,))}
-    parts |= {f"binary:{m}": binary_digest(m, source) for m in getattr(adapter, "BINARIES", ())}
+    parts |= {f"binary:{m}": binary_digest(m, source) for m in variant_binaries(getattr(adapter, "BINARIES", ()), variant)}
     return parts
+
+
+def variant_binaries(binaries: tuple[str, ...], variant: str) -> list[str]:
+    """The modules a variant loads: every unprefixed one, and those named `<variant>:<module>` for it."""
+    return [m.partition(":")[2] if ":" in m else m for m in binaries if ":" not in m or m.partition(":")[0] == variant]
 
 
 def package_digest(adapter: ModuleType, package: str, source: Tree, scheme: str = SCHEME) -> str:

@@ -27,7 +27,8 @@ def tree(tmp_path) -> Path:
     """A copy of the sources (arena/ and the Rust crates) that a test may edit."""
     root = tmp_path / "src"
     shutil.copytree(REPO / "arena", root / "arena", ignore=shutil.ignore_patterns("__pycache__", "*.so"))
-    shutil.copytree(REPO / "rust_ext", root / "rust_ext", ignore=shutil.ignore_patterns("target"))
+    # Not the build folders (target/, target-cuda/, target-mkl/: gigabytes per copy).
+    shutil.copytree(REPO / "rust_ext", root / "rust_ext", ignore=shutil.ignore_patterns("target", "target-*"))
     return root
 
 
@@ -78,6 +79,9 @@ def test_the_components_say_what_was_hashed(tree):
     assert {"code:arena/frameworks/candle", "code:rust_ext/candle", "code:rust_ext/Cargo.lock", "code:arena/families/llama.py",
             "code:arena/run/child.py", "code:arena/frameworks/torch", "tolerances", "binary:arena._native", "version:transformers"} <= set(candle)
     assert "code:rust_ext/burn" not in candle and "code:arena/frameworks/jax" not in candle
+    # A module one variant loads (BINARIES' "<variant>:<module>") is in that variant's cells only.
+    assert "binary:arena._native_mkl" not in candle
+    assert {"binary:arena._native", "binary:arena._native_mkl"} <= set(cell(tree, "candle-mkl").components)
     assert cell(tree, "jax").components["version:jax"] == fingerprint.installed_version("jax")
 
 
@@ -180,7 +184,9 @@ def test_an_adapter_declares_every_arena_module_it_runs(package):
     declared = [f"arena/frameworks/{package}", *getattr(adapter, "SOURCES", ()), *fingerprint.SHARED]
     assert [p for p in declared if not (REPO / p).exists()] == [], "a declared path that does not exist"
     imported = {m for f in (REPO / "arena/frameworks" / package).rglob("*.py") for m in arena_imports(f)}
-    binaries = [m.replace(".", "/") for m in getattr(adapter, "BINARIES", ())]
+    binaries = [m.rpartition(":")[2].replace(".", "/") for m in getattr(adapter, "BINARIES", ())]
+    assert [m for m in getattr(adapter, "BINARIES", ()) if ":" in m and m.partition(":")[0] not in adapter.VARIANTS] == [], \
+        "a BINARIES entry '<variant>:<module>' names no variant of the package"
     uncovered = sorted(m for m in imported if not covered(m, declared + NOT_CODE + binaries))
     assert uncovered == [], f"{package} runs {uncovered} without declaring them in SOURCES"
 

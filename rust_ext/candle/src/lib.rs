@@ -132,12 +132,49 @@ pub fn build(family: &str, config_json: &str, weights: Arrays, device_name: &str
 }
 
 /// The thread pools candle really uses (set from the cell's thread count through RAYON_NUM_THREADS
-/// before first use): candle's own pool size and rayon's global pool (gemm).
+/// before first use): candle's own pool size and rayon's global pool (gemm); in the MKL build also
+/// MKL's (OpenMP threads, from MKL_NUM_THREADS / OMP_NUM_THREADS).
 pub fn thread_info() -> Vec<(String, usize)> {
-    vec![
+    let mut pools = vec![
         ("candle_threads".into(), candle_core::utils::get_num_threads()),
         ("rayon_threads".into(), rayon::current_num_threads()),
-    ]
+    ];
+    if let Some(threads) = mkl::max_threads() {
+        pools.push(("mkl_threads".into(), threads));
+    }
+    pools
+}
+
+/// Intel MKL as linked into the `mkl` build (its own report of version and threads); None without it.
+pub mod mkl {
+    #[cfg(feature = "mkl")]
+    extern "C" {
+        fn mkl_get_version_string(buf: *mut std::ffi::c_char, len: std::ffi::c_int);
+        fn mkl_get_max_threads() -> std::ffi::c_int;
+    }
+
+    /// "Intel(R) oneAPI Math Kernel Library Version ... for Intel(R) 64 architecture applications".
+    pub fn version() -> Option<String> {
+        #[cfg(feature = "mkl")]
+        {
+            let mut buf = [0 as std::ffi::c_char; 256];
+            // SAFETY: MKL fills `len` bytes (space-padded, not NUL-terminated): one byte less than the
+            // zeroed buffer, so its last byte ends the string.
+            unsafe { mkl_get_version_string(buf.as_mut_ptr(), buf.len() as std::ffi::c_int - 1) };
+            let text = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+            Some(text.to_string_lossy().trim().to_string())
+        }
+        #[cfg(not(feature = "mkl"))]
+        None
+    }
+
+    pub fn max_threads() -> Option<usize> {
+        #[cfg(feature = "mkl")]
+        // SAFETY: a query without arguments.
+        return Some(unsafe { mkl_get_max_threads() }.max(0) as usize);
+        #[cfg(not(feature = "mkl"))]
+        None
+    }
 }
 
 #[cfg(test)]

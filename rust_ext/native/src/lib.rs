@@ -69,7 +69,7 @@ fn numpy_dict<'py>(py: Python<'py>, arrays: Arrays) -> PyResult<Bound<'py, PyDic
 
 /// A model of one family in one Rust framework, built from its config (the spec's validated config as
 /// JSON) and the official-named float32 weights.
-#[pyclass(module = "arena._native")]
+#[pyclass(module = "arena._native")] // (the same class in arena._native_mkl)
 struct Model {
     // A Python object may be reached from any thread; the lock is uncontended in a cell.
     model: Mutex<Box<dyn NativeModel>>,
@@ -88,6 +88,7 @@ impl Model {
     fn new(py: Python<'_>, framework: &str, family: &str, config_json: &str, weights: &Bound<'_, PyDict>, device: &str) -> PyResult<Self> {
         let build = match framework {
             "candle" => arena_candle::build,
+            #[cfg(feature = "burn")]
             "burn" => arena_burn::build,
             other => return Err(unknown_framework(other)),
         };
@@ -125,14 +126,22 @@ impl Model {
     }
 }
 
+/// This module's name: the MKL build (rust_ext/mkl/build.sh) is a second module beside the default one.
+const MODULE: &str = if cfg!(feature = "candle-mkl") { "arena._native_mkl" } else { "arena._native" };
+
 fn unknown_framework(name: &str) -> PyErr {
-    PyRuntimeError::new_err(format!("arena._native has no framework {name:?} (candle, burn)"))
+    let built: Vec<_> = versions().into_iter().map(|(framework, _)| framework).collect();
+    PyRuntimeError::new_err(format!("{MODULE} has no framework {name:?} (it has {built:?})"))
 }
 
 /// The pinned release of each framework compiled into this extension.
 #[pyfunction]
+#[cfg_attr(not(feature = "burn"), allow(unused_mut))]
 fn versions() -> Vec<(&'static str, &'static str)> {
-    vec![("candle", arena_candle::CANDLE_VERSION), ("burn", arena_burn::BURN_VERSION)]
+    let mut built = vec![("candle", arena_candle::CANDLE_VERSION)];
+    #[cfg(feature = "burn")]
+    built.push(("burn", arena_burn::BURN_VERSION));
+    built
 }
 
 /// The devices a framework can run on in this build (GPU back-ends are Cargo features).
@@ -140,6 +149,7 @@ fn versions() -> Vec<(&'static str, &'static str)> {
 fn devices(framework: &str) -> PyResult<Vec<&'static str>> {
     match framework {
         "candle" => Ok(arena_candle::devices()),
+        #[cfg(feature = "burn")]
         "burn" => Ok(arena_burn::devices()),
         other => Err(unknown_framework(other)),
     }
@@ -151,6 +161,7 @@ fn devices(framework: &str) -> PyResult<Vec<&'static str>> {
 fn first_kernel(py: Python<'_>, framework: &str, device: &str) -> PyResult<()> {
     let check = match framework {
         "candle" => arena_candle::first_kernel,
+        #[cfg(feature = "burn")]
         "burn" => arena_burn::first_kernel,
         other => return Err(unknown_framework(other)),
     };
@@ -158,11 +169,15 @@ fn first_kernel(py: Python<'_>, framework: &str, device: &str) -> PyResult<()> {
     native(py, move || check(&device))
 }
 
-/// What a build compiled in beyond the CPU, for the result's settings (empty in a CPU build).
+/// What a build compiled in beyond the default CPU build, for the result's settings (empty there).
 #[pyfunction]
-fn build_info(framework: &str) -> PyResult<Vec<(&'static str, &'static str)>> {
+fn build_info(framework: &str) -> PyResult<Vec<(&'static str, String)>> {
     match framework {
-        "candle" => Ok(arena_candle::cuda_compute_cap().map(|cap| vec![("cuda_compute_capability", cap)]).unwrap_or_default()),
+        "candle" => {
+            let cuda = arena_candle::cuda_compute_cap().map(|cap| ("cuda_compute_capability", cap.to_string()));
+            Ok(cuda.into_iter().chain(arena_candle::mkl::version().map(|v| ("mkl", v))).collect())
+        }
+        #[cfg(feature = "burn")]
         "burn" => Ok(Vec::new()),
         other => Err(unknown_framework(other)),
     }
@@ -173,6 +188,7 @@ fn build_info(framework: &str) -> PyResult<Vec<(&'static str, &'static str)>> {
 fn thread_info(framework: &str) -> PyResult<Vec<(String, usize)>> {
     match framework {
         "candle" => Ok(arena_candle::thread_info()),
+        #[cfg(feature = "burn")]
         "burn" => Ok(arena_burn::thread_info()),
         other => Err(unknown_framework(other)),
     }
@@ -247,6 +263,7 @@ fn panic_for_test(py: Python<'_>, message: String) -> PyResult<()> {
 }
 
 #[pymodule]
+#[cfg_attr(feature = "candle-mkl", pyo3(name = "_native_mkl"))]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(versions, m)?)?;
