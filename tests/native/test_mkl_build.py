@@ -1,10 +1,10 @@
 """`candle-mkl`: Candle built with its `mkl` feature into arena._native_mkl (rust_ext/mkl/build.sh).
 
-Every run checks what a machine without the build records: the cell is unavailable and says how to build
-it. The build itself (Intel MKL's wheels from PyPI, a second Candle build) is the `mkl_build` group
-(python -m pytest -q -m mkl_build; .ci/run runs it): the module is built where the cells look for it,
-says it is MKL (its version, MKL's thread count from the cell), and every model at its tiny preset
-passes the same verdicts as plain Candle through `python -m arena`."""
+Every run checks what a machine without the build records (the cell is unavailable and says how to
+build it) and, where the module is built (.ci/run builds it before the suite, whose conformance tests
+then run candle-mkl as every framework), what a cell records of MKL. The `mkl_build` group
+(python -m pytest -q -m mkl_build -n 0) builds the module itself and runs every model at its tiny preset
+through `python -m arena`: the same verdicts as plain Candle, with MKL's version and the cell's threads."""
 
 from __future__ import annotations
 
@@ -37,6 +37,21 @@ def test_the_mkl_variant_sizes_intel_openmp_from_the_cell_and_lets_its_threads_s
     plain, mkl = (rust_native.thread_env(BuildContext(device="cpu", dtype="fp32", threads=3, variant=v)) for v in ("", "mkl"))
     assert plain == {"RAYON_NUM_THREADS": "3", "CANDLE_NUM_THREADS": "3"}
     assert mkl == plain | {"MKL_NUM_THREADS": "3", "OMP_NUM_THREADS": "3", "KMP_BLOCKTIME": "0"}
+
+
+def test_the_mkl_build_is_candle_on_intel_mkl_with_the_cells_threads():
+    """Where the module is built (CI builds it before the suite): what a candle-mkl cell records."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("Intel MKL exists for x86-64 only")
+    mkl = pytest.importorskip("arena._native_mkl")
+    assert mkl.versions() == [("candle", dict(rust_native.extension().versions())["candle"])]  # Candle alone, the same release
+    with pytest.raises(RuntimeError, match='arena._native_mkl has no framework "burn"'):
+        mkl.devices("burn")
+    ctx = BuildContext(device="cpu", dtype="fp32", threads=1, variant="mkl")
+    probe = rust_native.probe("candle", ctx, "Candle", {})
+    assert probe.available, probe.reason
+    assert probe.settings["mkl"].startswith("Intel(R) oneAPI Math Kernel Library Version") and probe.settings["mkl"] == probe.settings["mkl"].strip()
+    assert probe.settings["matmul"].startswith("Intel MKL sgemm") and "mkl_threads" in probe.settings["threads"]
 
 
 @pytest.fixture(scope="module")
