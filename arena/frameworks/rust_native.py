@@ -53,8 +53,9 @@ def thread_env(ctx: BuildContext) -> dict[str, str]:
     once, at first use: set before the extension loads. The MKL build's matmuls run on Intel's OpenMP
     runtime instead, sized from the same count; its threads spin for KMP_BLOCKTIME (200 ms by default)
     after each parallel region, on the cores rayon's threads need for the element-wise work in between,
-    so they go to sleep at once (KMP_BLOCKTIME=0, Intel's advice when OpenMP shares the cores with other
-    threads: oneMKL developer guide, "Improving Performance with Threading"; measured in the README)."""
+    so they go to sleep at once: KMP_BLOCKTIME=0, what the standard OMP_WAIT_POLICY=passive means to
+    Intel's runtime and its own default on hybrid CPUs (LLVM's openmp runtime, kmp.h); chosen by
+    measurement (README: ResNet-50 18 % faster than with the 200 ms default, SmolLM2 unchanged)."""
     env = {"RAYON_NUM_THREADS": str(ctx.threads), "CANDLE_NUM_THREADS": str(ctx.threads)}
     if ctx.variant == "mkl":
         env |= {"MKL_NUM_THREADS": str(ctx.threads), "OMP_NUM_THREADS": str(ctx.threads), "KMP_BLOCKTIME": "0"}
