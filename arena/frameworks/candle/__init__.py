@@ -2,8 +2,8 @@
 through the PyO3 extension `arena._native` (`arena/frameworks/rust_native.py`). Without the extension
 the cells are `unavailable` with the reason; nothing else depends on it.
 
-    candle-mkl  candle-core's `mkl` feature, Candle's documented x86 path ("mkl: Intel MKL for x86
-                CPUs", https://github.com/huggingface/candle#features): the same Rust families with their
+    candle-mkl  candle-core's `mkl` feature, Candle's documented x86 path ("Optimized CPU backend with
+                optional MKL support for x86", https://github.com/huggingface/candle#features): the same Rust families with their
                 matmuls (and convolutions' GEMMs, and some element-wise maps) on Intel MKL, built as a
                 module of its own, arena._native_mkl, by rust_ext/mkl/build.sh; `unavailable` where
                 it is not built
