@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # arena._native_mkl: Candle built with its `mkl` feature, Candle's documented x86 path (its README:
-# "mkl" for Intel CPUs), for the `candle-mkl` cells. From the repository root:
+# "Optimized CPU backend with optional MKL support for x86"), for the `candle-mkl` cells. From the repository root:
 #   bash rust_ext/mkl/build.sh [OUT]     (OUT default: arena, so the cells find it; writes OUT/_native_mkl.abi3.so)
 # Settings: MKL (default ~/.cache/arena/mkl-2026.2, where the wheels are unpacked), CARGO_TARGET_DIR
 # (default rust_ext/target-mkl, apart from the default build's target/: Cargo unifies features, so one
@@ -23,8 +23,8 @@ if [ ! -e "$mkl/lib/libmkl_core.a" ] || [ ! -e "$mkl/include/mkl.h" ] || [ ! -e 
     "$python" -m pip download --quiet --no-deps --only-binary=:all: --dest "$mkl/wheels" \
         --platform manylinux_2_28_x86_64 "${packages[@]}"
     # The wheels' payload is in <name>.data/data/{lib,include}: unpacked into one prefix, it is an MKLROOT.
-    # Only what the static lp64 + Intel OpenMP link reads (680 MB of the wheels' 2.4 GB unpacked) and the
-    # C headers intel-mkl-tool looks for.
+    # Only what the static lp64 + Intel OpenMP link reads and the C headers intel-mkl-tool looks for: 683 MB
+    # of the wheels' 1.12 GB of payload (2026.2 wheels).
     for wheel in "$mkl"/wheels/*.whl; do
         "$python" - "$wheel" "$mkl" <<'PYEOF'
 import sys, zipfile

@@ -21,13 +21,14 @@ from arena.frameworks.contract import BuildContext
 from tests.conftest import REPO
 
 MODELS = ["smollm2-135m", "smolvla-expert", "sd15-unet", "resnet-50", "whisper-tiny"]
+ON_X86 = platform.machine().lower() in ("x86_64", "amd64")  # as rust_native.variant_missing asks
 
 
 def test_without_the_mkl_build_candle_mkl_is_unavailable_and_says_how_to_build_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "arena._native_mkl", None)  # an import of it fails, as on a fresh install
     probe = rust_native.probe("candle", BuildContext(device="cpu", dtype="fp32", threads=1, variant="mkl"), "Candle", {})
     assert not probe.available
-    if platform.machine().lower() in ("x86_64", "amd64"):
+    if ON_X86:
         assert "arena._native_mkl is not built here" in probe.reason and "bash rust_ext/mkl/build.sh" in probe.reason
     else:
         assert probe.reason.startswith("Intel MKL exists for x86-64 only")
@@ -41,7 +42,7 @@ def test_the_mkl_variant_sizes_intel_openmp_from_the_cell_and_lets_its_threads_s
 
 def test_the_mkl_build_is_candle_on_intel_mkl_with_the_cells_threads():
     """Where the module is built (CI builds it before the suite): what a candle-mkl cell records."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
+    if not ON_X86:
         pytest.skip("Intel MKL exists for x86-64 only")
     mkl = pytest.importorskip("arena._native_mkl")
     assert mkl.versions() == [("candle", dict(rust_native.extension().versions())["candle"])]  # Candle alone, the same release
