@@ -123,6 +123,7 @@ def run_cell(job: CellJob, result: Result) -> None:
     model = build_model(impl.build, preset.config, tensors, ctx, inputs)
     del tensors
     t2 = time.perf_counter()
+    result.settings |= getattr(model, "settings", {})  # what the build decided (arena/frameworks/contract.py)
     # A conversion (ONNX export, GGUF writing) is a one-off of the deployment path, recorded on its own;
     # build_ms and total_ms leave it out whether it ran now or came from the cache, so they compare.
     conversion = getattr(model, "conversion", None)
