@@ -174,6 +174,8 @@ def check_adapter(package: ModuleType) -> None:
     found = problems(package, ADAPTER)
     unsupported = getattr(package, "UNSUPPORTED", {})
     found += unsupported_key_problems(unsupported, getattr(package, "VARIANTS", {}))
+    found += [f"BINARIES[{m!r}]: no variant {m.partition(':')[0]!r}" for m in getattr(package, "BINARIES", ())
+              if ":" in m and m.partition(":")[0] not in getattr(package, "VARIANTS", {})]
     for family in known_families():
         name = f"{package.__name__}.{family}"
         declared = unsupported_reason(unsupported, family)
