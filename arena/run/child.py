@@ -33,6 +33,7 @@ from arena.results.schema import Metrics, Prepare, Result, WorkloadMetrics
 from arena.results.stats import summarize
 from arena.results.store import write_json_atomic
 from arena.run.cell import CellJob
+from arena.run import malloc
 from arena.run.fingerprint import installed_version
 from arena.run.timing import PeakRss, measure, process_peak_rss_bytes, time_call
 from arena.specs import load_spec
@@ -102,7 +103,7 @@ def run_cell(job: CellJob, result: Result) -> None:
         result.status, result.reason = "unavailable", f"{err.name} is not installed ({adapter.INSTALL_HINT})"
         return
     result.framework_version, result.backend = probe.version, probe.backend
-    result.device_name, result.settings = probe.device_name, {"variant": variant or "default", **probe.settings}
+    result.device_name, result.settings = probe.device_name, {"variant": variant or "default", **probe.settings, "malloc": malloc.in_effect()}
     if not probe.available:
         result.status, result.reason = "unavailable", probe.reason
         return
