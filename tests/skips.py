@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 
+from arena.frameworks.rust_native import MKL_NOT_X86
+
 # Skips that follow from the machine's hardware, not from what is installed: CI may take them.
 MACHINE_SKIPS = (
     "this machine has the device",  # a test of a missing device, on a machine that has it
     "OpenVINO finds every device it knows here",
-    "Intel MKL exists for x86-64 only",  # candle-mkl on an arm64 machine (rust_native.variant_missing)
+    MKL_NOT_X86,  # candle-mkl on an arm64 machine (rust_native.variant_missing)
 )
 
 _skipped: list[tuple[str, str]] = []

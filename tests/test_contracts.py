@@ -57,6 +57,7 @@ def test_an_adapter_with_misnamed_hooks_and_families_is_rejected(tmp_path, monke
         INSTALL_HINT = "(test)"
         VARIANTS = {"": "plain"}
         UNSUPPORTED = {"resnett": "typo of a family", "vla_expert": "a real family", "fast:whisper": "no such variant"}
+        BINARIES = ("misnamed_fw._plain", "fast:misnamed_fw._fast")
 
         def probe(ctx): ...
         def process_envs(ctx): ...  # the runner looks for process_env
@@ -76,6 +77,7 @@ def test_an_adapter_with_misnamed_hooks_and_families_is_rejected(tmp_path, monke
         "process_envs: not in the contract; a misspelt process_env?",
         "UNSUPPORTED['resnett']: 'resnett' is no family",
         "UNSUPPORTED['fast:whisper']: no variant 'fast'",
+        "BINARIES['fast:misnamed_fw._fast']: no variant 'fast'",
         "resnet: no module misnamed_fw.resnet, and not declared in UNSUPPORTED",
         "vla_expert: declared in UNSUPPORTED, so misnamed_fw.vla_expert is never run",
         "llama.build: takes (config, weights); the contract says build(config, weights, ctx) or build(config, weights, ctx, inputs)",

@@ -46,7 +46,9 @@ A runtime that compiles static-shape artifacts ahead of time (ONNX export, a lla
 to the prompt) declares a fourth parameter, `build(config, weights, ctx, inputs)`: it then receives
 the exact inputs of every workload it will run ({workload: {name: array}}), the same arrays its steps
 get later. Such a model may carry `conversion` (a `Conversion` below), recorded in the result under
-prepare; `arena/frameworks/conversion.py` caches conversions in `ctx.convert_dir`. `build_model` below is
+prepare; `arena/frameworks/conversion.py` caches conversions in `ctx.convert_dir`. Any model may carry
+`settings` (a dict), added to the result's settings: what its build decided that the probe cannot know
+(the operators a delegate left to other kernels, say). `build_model` below is
 how callers (the cell, test adapters) call either form.
 
 Creating a Step does the untimed set-up (moving inputs to the device, filling a KV cache); `Step.run`
@@ -172,6 +174,8 @@ def check_adapter(package: ModuleType) -> None:
     found = problems(package, ADAPTER)
     unsupported = getattr(package, "UNSUPPORTED", {})
     found += unsupported_key_problems(unsupported, getattr(package, "VARIANTS", {}))
+    found += [f"BINARIES[{m!r}]: no variant {m.partition(':')[0]!r}" for m in getattr(package, "BINARIES", ())
+              if ":" in m and m.partition(":")[0] not in getattr(package, "VARIANTS", {})]
     for family in known_families():
         name = f"{package.__name__}.{family}"
         declared = unsupported_reason(unsupported, family)

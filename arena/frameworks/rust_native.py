@@ -25,6 +25,8 @@ GPU_MATMUL = {"candle": "cuBLAS (candle-core's CUDA back-end, through cudarc)", 
 # A variant built as a module of its own (Cargo unifies features: one build cannot hold candle-core with
 # and without MKL): variant -> (module, how to build it).
 VARIANT_MODULES = {"mkl": ("arena._native_mkl", "bash rust_ext/mkl/build.sh (Intel MKL from PyPI; see README)")}
+# Why the MKL variant cannot run on a CPU that is not x86-64: the machine's limit, which the tests accept as a skip.
+MKL_NOT_X86 = "Intel MKL exists for x86-64 only"
 
 
 def extension(variant: str = "") -> ModuleType:
@@ -68,7 +70,7 @@ def variant_missing(ctx: BuildContext) -> str:
         return ""
     module, how = VARIANT_MODULES[ctx.variant]
     if platform.machine().lower() not in ("x86_64", "amd64"):
-        return f"Intel MKL exists for x86-64 only, not {platform.machine()}"
+        return f"{MKL_NOT_X86}, not {platform.machine()}"
     try:
         importlib.import_module(module)
     except ImportError as err:
@@ -92,8 +94,8 @@ def probe(framework: str, ctx: BuildContext, backend: str, settings: dict) -> Pr
     if not on_cpu and (unusable := first_kernel(f"{framework}'s {ctx.device} device", lambda: _native.first_kernel(framework, ctx.device))):
         return Probe(available=False, reason=unusable, version=version)
     built = dict(_native.build_info(framework))
-    matmul = f"gemm crate {_native.GEMM_VERSION} (pure Rust), {_native.gemm_kernels()} kernels" if on_cpu else GPU_MATMUL[framework]
-    if "mkl" in built:
-        matmul = f"Intel MKL sgemm (candle-core's mkl feature, static, Intel OpenMP threads): {built['mkl']}"
+    matmul = (f"Intel MKL sgemm (candle-core's mkl feature, static, Intel OpenMP threads): {built['mkl']}" if "mkl" in built
+              else f"gemm crate {_native.GEMM_VERSION} (pure Rust), {_native.gemm_kernels()} kernels" if on_cpu
+              else GPU_MATMUL[framework])
     settings = {"threads": dict(_native.thread_info(framework)), "build_profile": "release", "matmul": matmul, **built, **settings}
     return Probe(available=True, version=version, backend=f"{backend} {version} {ctx.device.upper()}", device_name=ctx.device, settings=settings)

@@ -33,6 +33,7 @@ from arena.results.schema import Metrics, Prepare, Result, WorkloadMetrics
 from arena.results.stats import summarize
 from arena.results.store import write_json_atomic
 from arena.run.cell import CellJob
+from arena.run import malloc
 from arena.run.fingerprint import installed_version
 from arena.run.timing import PeakRss, measure, process_peak_rss_bytes, time_call
 from arena.specs import load_spec
@@ -102,7 +103,7 @@ def run_cell(job: CellJob, result: Result) -> None:
         result.status, result.reason = "unavailable", f"{err.name} is not installed ({adapter.INSTALL_HINT})"
         return
     result.framework_version, result.backend = probe.version, probe.backend
-    result.device_name, result.settings = probe.device_name, {"variant": variant or "default", **probe.settings}
+    result.device_name, result.settings = probe.device_name, {"variant": variant or "default", **probe.settings, "malloc": malloc.in_effect()}
     if not probe.available:
         result.status, result.reason = "unavailable", probe.reason
         return
@@ -123,6 +124,7 @@ def run_cell(job: CellJob, result: Result) -> None:
     model = build_model(impl.build, preset.config, tensors, ctx, inputs)
     del tensors
     t2 = time.perf_counter()
+    result.settings |= getattr(model, "settings", {})  # what the build decided (arena/frameworks/contract.py)
     # A conversion (ONNX export, GGUF writing) is a one-off of the deployment path, recorded on its own;
     # build_ms and total_ms leave it out whether it ran now or came from the cache, so they compare.
     conversion = getattr(model, "conversion", None)

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from arena.errors import ArenaError
+from arena.run.malloc import Malloc
 from arena.specs.loader import DEFAULT_SPECS_DIR
 from arena.specs.schema import DTYPES
 
@@ -49,6 +50,7 @@ class RunConfig(BaseModel):
     specs_dir: str | None = Field(None, description="default: the repository's specs/models")
     force: bool = Field(False, description="re-run cells that already have a valid result (and measure the machine again)")
     machine_peak: bool = Field(True, description="measure this machine's GEMM and bandwidth peaks once per platform (arena/run/peak.py)")
+    malloc: Malloc = Field(default_factory=Malloc, description="the C allocator's settings for every cell's process (arena/run/malloc.py)")
     executor: Executor = Field(default_factory=LocalExecutor, description="where the cells run (executor=local|ray)")
     not_run_here: dict[str, str] = Field(
         default_factory=dict, description="framework -> why this machine does not run it (a package that could not be "

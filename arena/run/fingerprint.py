@@ -10,6 +10,8 @@ code or tolerances no longer match the tree as stale. Each component is recorded
                       framework's output override)
     version:<dist>    an installed distribution's version ("" where it is not installed)
     binary:<module>   the compiled file of an extension module (arena._native)
+    malloc            the C allocator's settings the cell's process started with (the run's `malloc`,
+                      arena/run/malloc.py); absent from results measured before the run set them
 
 What a framework runs is declared by its adapter (`SOURCES`, `DISTRIBUTIONS`, `BINARIES`; see
 arena/frameworks/contract.py); what every cell runs is `SHARED` below. The reference adapter's parts are
@@ -149,11 +151,13 @@ def scheme_of(recorded: Fingerprint | None) -> str:
     return recorded.components.get("scheme", BYTES) if recorded else SCHEME
 
 
-def cell(framework: str, family: str, judged_by: tuple[Tolerances | None, str], source: Tree, scheme: str = SCHEME) -> Fingerprint:
+def cell(framework: str, family: str, judged_by: tuple[Tolerances | None, str], source: Tree, scheme: str = SCHEME,
+         allocator: str | None = None) -> Fingerprint:
     """The fingerprint of a cell as the tree and the installation stand now (`judged_by`: the spec's
     `tolerances_for(framework, dtype, preset)`), its code hashed by `scheme` (a recorded result's own,
-    to check whether it still stands)."""
-    return of(measured(framework, family, source, scheme) | framework_parts(REFERENCE_FRAMEWORK, source, scheme) | judging(judged_by, source, scheme))
+    to check whether it still stands), run under the `allocator` settings (`Malloc.component`)."""
+    components = measured(framework, family, source, scheme) | framework_parts(REFERENCE_FRAMEWORK, source, scheme) | judging(judged_by, source, scheme)
+    return of(components | ({"malloc": allocator} if allocator is not None else {}))
 
 
 def judging(judged_by: tuple[Tolerances | None, str], source: Tree, scheme: str = SCHEME) -> dict[str, str]:

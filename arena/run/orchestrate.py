@@ -34,7 +34,7 @@ from arena.frameworks.contract import REFERENCE_FRAMEWORK, unsupported_reason
 from arena.results.compare import compare, validate_reference
 from arena.results.schema import SCHEMA_VERSION, Correctness, Fingerprint, Result, System
 from arena.results.store import read_result, result_path, write_json_atomic
-from arena.run import fingerprint, peak
+from arena.run import fingerprint, malloc, peak
 from arena.run.cell import Cell, CellJob
 from arena.run.config import RunConfig
 from arena.run.progress import Progress
@@ -90,7 +90,7 @@ def execute(run: Run, log=print) -> list[Result]:
         f"{run.threads} threads, platform {system.platform_id} → {run.results_dir}")
     if run.config.machine_peak:
         with timing_slot(on_wait=_waiting):
-            peak.ensure(run.results_dir, run.threads, run.config.force, child_env, log)
+            peak.ensure(run.results_dir, run.threads, run.config.force, lambda threads: child_env(threads, run.config.malloc), log)
     progress = Progress(len(run.cells), log)
     results = []
     weights_files: dict[str, weights.WeightsFile] = {}  # per model: a local checkpoint is hashed once
@@ -146,7 +146,8 @@ def still_valid(previous: Result, spec: ModelSpec, preset: str, weights_hash: st
 
 def code_fingerprint(run: Run, cell: Cell, scheme: str = fingerprint.SCHEME) -> Fingerprint:
     spec = run.specs[cell.model]
-    return fingerprint.cell(cell.framework, spec.family, spec.tolerances_for(cell.framework, cell.dtype, cell.preset), run.source, scheme)
+    judged_by = spec.tolerances_for(cell.framework, cell.dtype, cell.preset)
+    return fingerprint.cell(cell.framework, spec.family, judged_by, run.source, scheme, run.config.malloc.component())
 
 
 def run_cell(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, mode: str) -> Result:
@@ -174,7 +175,7 @@ def run_cell(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, mode: 
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "arena.run.child", str(job_path)], stdout=log_file, stderr=subprocess.STDOUT,
-                env=child_env(run.threads), start_new_session=True, pass_fds=(lifeline_read,),
+                env=child_env(run.threads, run.config.malloc), start_new_session=True, pass_fds=(lifeline_read,),
             )
             os.close(lifeline_read)
             try:
@@ -305,9 +306,9 @@ def forget_peak_rss() -> None:
         Path("/proc/self/clear_refs").write_text("5")
 
 
-def child_env(threads: int) -> dict[str, str]:
-    """The same thread count for every framework, set before the child imports anything."""
-    env = dict(os.environ)
+def child_env(threads: int, allocator: malloc.Malloc) -> dict[str, str]:
+    """The same thread count and allocator settings for every framework, set before the child starts."""
+    env = malloc.apply(os.environ, allocator)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "RAYON_NUM_THREADS"):
         env[var] = str(threads)
     # The child must import arena from the same place as the parent, and out-of-tree adapters from cwd.

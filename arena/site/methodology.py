@@ -25,14 +25,23 @@ _ENTRY = re.compile(r"^ {4}(inference|latency|training) {2,}(.+(?:\n {6,}\S.*)*)
 
 
 def page(specs: Sequence[ModelSpec], entries: Sequence[Entry], catches: CatchTable | None = None) -> str:
-    lines = ["# Methodology", "", f'--8<-- "{PROSE}"', "", "## Threads per machine {#threads}", ""]
-    threads = sorted({(group_title(e.group), e.result.threads) for e in entries if e.result.status == "ok"})
-    rows = [tag("tr", tag("td", esc(g)) + tag("td", str(t))) for g, t in threads]
-    lines += [block(table(("platform", "threads per cell"), rows), class_="arena-table") if rows else "No measured result yet.", ""]
+    lines = ["# Methodology", "", f'--8<-- "{PROSE}"', "", "## Threads and allocator per machine {#threads}", ""]
+    setups = sorted({(group_title(e.group), e.result.threads, allocator(e.result.settings)) for e in entries if e.result.status == "ok"})
+    rows = [tag("tr", tag("td", esc(g)) + tag("td", str(t)) + tag("td", esc(a))) for g, t, a in setups]
+    lines += [block(table(("platform", "threads per cell", "allocator"), rows), class_="arena-table") if rows else "No measured result yet.", ""]
     lines += catch_section(catches)
     for spec in specs:
         lines += model_section(spec)
     return "\n".join(lines)
+
+
+def allocator(settings: dict) -> str:
+    """A result's C allocator settings as the cell recorded them (arena/run/malloc.py `in_effect`)."""
+    recorded = settings.get("malloc")
+    if not recorded:
+        return "not recorded (measured before runs set it)"
+    library = recorded.get("library", "?")
+    return library + "".join(f", {k}={v}" for k, v in recorded.items() if k != "library")
 
 
 def catch_section(catches: CatchTable | None) -> list[str]:

@@ -36,14 +36,11 @@ def training_output_checks(model: str) -> set[str]:
     return {f"training/{name}" for name in resnet.running_stat_outputs(spec.presets["tiny"].config)}
 
 
-MKL_NOT_X86 = "Intel MKL exists for x86-64 only"  # rust_native.variant_missing's reason on arm64 (tests/skips.py)
-
-
 def not_here(adapter, reason: str) -> bool:
     """An unavailable cell that is this machine's, not the framework's failure: the framework is not
     installed (its install hint), a variant built as a module of its own is not built (its build command:
     `rust_native.VARIANT_MODULES`), or the CPU cannot run it (MKL on a CPU that is not x86-64)."""
-    hints = [adapter.INSTALL_HINT, *(how for _, how in rust_native.VARIANT_MODULES.values()), MKL_NOT_X86]
+    hints = [adapter.INSTALL_HINT, *(how for _, how in rust_native.VARIANT_MODULES.values()), rust_native.MKL_NOT_X86]
     return any(hint in reason for hint in hints)
 
 

@@ -66,3 +66,14 @@ def test_llama_cpp_built_for_a_gpu_it_cannot_find_is_unavailable(monkeypatch):
         found = probe("ggml", device)
         assert not found.available and REPORTED_BUT_FAILED in found.reason, found.reason
         assert f"ggml lists no {name} device; it has ['CPU']" in found.reason, found.reason
+
+
+def test_torch_reporting_mps_without_a_usable_gpu_is_unavailable(monkeypatch):
+    """What GitHub's hosted macOS VMs do: torch.backends.mps.is_available() is True, allocations fail."""
+    torch = pytest.importorskip("torch")
+    if torch.backends.mps.is_available():
+        pytest.skip("this machine has the device (MPS): nothing to fake")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    found = probe("torch", "mps")
+    assert not found.available and found.reason.startswith(f"torch's mps device {REPORTED_BUT_FAILED}"), found.reason
+    assert probe("torch", "cpu").available

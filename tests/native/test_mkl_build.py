@@ -31,7 +31,7 @@ def test_without_the_mkl_build_candle_mkl_is_unavailable_and_says_how_to_build_i
     if ON_X86:
         assert "arena._native_mkl is not built here" in probe.reason and "bash rust_ext/mkl/build.sh" in probe.reason
     else:
-        assert probe.reason.startswith("Intel MKL exists for x86-64 only")
+        assert probe.reason.startswith(rust_native.MKL_NOT_X86)
 
 
 def test_the_mkl_variant_sizes_intel_openmp_from_the_cell_and_lets_its_threads_sleep():
@@ -43,7 +43,7 @@ def test_the_mkl_variant_sizes_intel_openmp_from_the_cell_and_lets_its_threads_s
 def test_the_mkl_build_is_candle_on_intel_mkl_with_the_cells_threads():
     """Where the module is built (CI builds it before the suite): what a candle-mkl cell records."""
     if not ON_X86:
-        pytest.skip("Intel MKL exists for x86-64 only")
+        pytest.skip(rust_native.MKL_NOT_X86)
     mkl = pytest.importorskip("arena._native_mkl")
     assert mkl.versions() == [("candle", dict(rust_native.extension().versions())["candle"])]  # Candle alone, the same release
     with pytest.raises(RuntimeError, match='arena._native_mkl has no framework "burn"'):

@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from arena.results import machine
 from arena.results.store import result_files
+from arena.run.malloc import GLIBC_DEFAULT, VARIABLES
 from arena.run.system import default_threads
 from tests.conftest import REPO, SPEC_NAMES
 
@@ -29,9 +31,13 @@ def test_smoke_matrix_end_to_end(tmp_path, shared_cache):
     assert run.returncode == 0, run.stderr[-3000:]
     files = result_files(tmp_path / "results")
     assert {f.parts[-3] for f in files} == set(SPEC_NAMES), "one result per model"
+    allocator = yaml.safe_load((REPO / "arena/conf/config.yaml").read_text())["malloc"]
     for f in files:
         result = json.loads(f.read_text())
         assert result["status"] == "ok", (f, result["reason"])
+        if result["settings"]["malloc"]["library"].startswith("glibc"):  # the run's allocator settings reached the cell
+            for field, var in VARIABLES.items():
+                assert result["settings"]["malloc"][var] == (GLIBC_DEFAULT if allocator[field] is None else str(allocator[field]))
         assert result["correctness"]["verdict"] == "reference"
         for workload in ("inference", "latency", "training"):
             assert result["metrics"][workload]["stats"]["n"] >= 1
@@ -47,6 +53,12 @@ def test_unknown_setting_is_a_clear_error(tmp_path, shared_cache):
     run = arena("+matrix=smoke", "+colour=red", cwd=tmp_path, cache=shared_cache)
     assert run.returncode == 1
     assert "unknown setting 'colour'" in run.stderr
+
+
+def test_a_wrong_allocator_setting_is_a_clear_error(tmp_path, shared_cache):
+    run = arena("+matrix=smoke", "malloc.mmap_threshold=-1", cwd=tmp_path, cache=shared_cache)
+    assert run.returncode == 1
+    assert "malloc.mmap_threshold = -1" in run.stderr
 
 
 def test_framework_outside_the_matrix_is_a_clear_error(tmp_path, shared_cache):

@@ -11,6 +11,7 @@ from arena.errors import ArenaError
 from arena.results.machine import FILE, MachinePeak, load
 from arena.results.store import write_json_atomic
 from arena.run import peak
+from arena.run.malloc import Malloc
 from arena.run.orchestrate import child_env
 from arena.run.system import describe
 
@@ -20,7 +21,7 @@ def refuse(threads: int) -> dict:
 
 
 def test_measured_on_one_thread_kept_beside_the_results_and_reused(tmp_path):
-    measured = peak.ensure(tmp_path, 1, remeasure=False, env_for=child_env, log=lambda *_: None)
+    measured = peak.ensure(tmp_path, 1, remeasure=False, env_for=lambda threads: child_env(threads, Malloc()), log=lambda *_: None)
     path = tmp_path / describe().platform_id / FILE
     assert load(path) == measured and measured.thread_counts() == {1}
     assert measured.gemm_gflops(1) > 1 and measured.bandwidth_gb_s(1) > 0.5, "a real GEMM and a real triad"
@@ -34,7 +35,7 @@ def test_measured_on_one_thread_kept_beside_the_results_and_reused(tmp_path):
 
 def test_a_probe_that_fails_is_reported_and_the_run_goes_on(tmp_path):
     told = []
-    broken = lambda threads: child_env(threads) | {"PYTHONHOME": "/nonexistent"}  # the child's Python cannot start
+    broken = lambda threads: child_env(threads, Malloc()) | {"PYTHONHOME": "/nonexistent"}  # the child's Python cannot start
     assert peak.ensure(tmp_path, 1, remeasure=False, env_for=broken, log=told.append) is None
     assert "measuring the machine on 1 thread(s) failed" in told[-1] and "not placed" in told[-1]
     assert not (tmp_path / describe().platform_id / FILE).exists()

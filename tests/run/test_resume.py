@@ -30,7 +30,7 @@ def test_rerun_resumes_and_respects_changes(run_matrix, specs_copy, tmp_path):
     # A result hashed byte for byte (made before fingerprint.SCHEME) is kept while its files are unchanged.
     stored = next(results_dir.rglob("torch-cpu-fp32.json"))
     judged_by = load_specs(specs_copy)["smollm2-135m"].tolerances_for("torch", "fp32", "tiny")
-    old = fingerprint.cell("torch", "llama", judged_by, fingerprint.Tree(), fingerprint.BYTES)
+    old = fingerprint.cell("torch", "llama", judged_by, fingerprint.Tree(), fingerprint.BYTES, first[key].fingerprint.components["malloc"])
     write_json_atomic(stored, load_result(stored).model_copy(update={"fingerprint": old}).model_dump(mode="json"))
     assert run_matrix(["smollm2-135m"], ["torch"], specs_dir=specs_copy, results_dir=results_dir)[key].run_id == first[key].run_id
 

@@ -15,7 +15,7 @@ from arena.run import fingerprint
 from arena.site.build import GENERATED, generate, nav
 from arena.site.charts import log_scale, wide_range
 from arena.site.html import md
-from arena.site.methodology import workload_meanings
+from arena.site.methodology import allocator, workload_meanings
 from arena.families import known_families
 from arena.specs import load_specs
 
@@ -132,6 +132,14 @@ def test_methodology_covers_every_spec_from_its_family(docs):
     for name, spec in load_specs().items():
         assert f"{{#{name}}}" in page
     assert "prefill of `prompt_len` tokens" in page and "own output tolerance" in page.lower()
+
+
+def test_methodology_lists_each_platforms_threads_and_allocator(docs):
+    section = read(docs, "methodology.md").split("{#threads}")[1].split("\n## ")[0]
+    assert "<th>allocator</th>" in section and "<td>fixture-x86-4c</td>" in section
+    assert "not recorded (measured before runs set it)" in section, "the fixtures predate the setting"
+    recorded = {"library": "glibc 2.36", "MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "glibc's default"}
+    assert allocator({"malloc": recorded}) == "glibc 2.36, MALLOC_MMAP_THRESHOLD_=33554432, MALLOC_TRIM_THRESHOLD_=glibc's default"
 
 
 def test_methodology_shows_the_catch_table_of_injected_bugs(docs):

@@ -13,9 +13,11 @@ import shutil
 import tempfile
 
 from arena.frameworks.contract import BuildContext, Probe
+from arena.frameworks.device_check import first_kernel
 
 DISTRIBUTION = "torch"
 DISTRIBUTIONS = ("torch", "torchvision", "transformers", "diffusers")  # the official implementations
+SOURCES = ("arena/frameworks/device_check.py",)
 INSTALL_HINT = 'pip install -e ".[torch]"'
 VARIANTS = {
     "": "eager mode",
@@ -69,6 +71,9 @@ def probe(ctx: BuildContext) -> Probe:
     elif device == "mps":
         if not torch.backends.mps.is_available():
             return Probe(available=False, reason="MPS is not available (needs Apple Silicon and macOS 12.3+)", version=torch.__version__)
+        # GitHub's macOS VMs answer True above and fail the first allocation (pytorch/pytorch#125197).
+        if unusable := first_kernel("torch's mps device", lambda: mps_matmul(torch)):
+            return Probe(available=False, reason=unusable, version=torch.__version__)
         name, backend = "Apple GPU (MPS)", "MPS"
     elif device == "cpu":
         name, backend = "cpu", f"CPU ({torch.backends.cpu.get_cpu_capability()})"
@@ -78,3 +83,10 @@ def probe(ctx: BuildContext) -> Probe:
         settings["compile_mode"] = "default"
         settings["compile_cache"] = "cold: a fresh inductor cache per cell"
     return Probe(available=True, version=torch.__version__, backend=backend, device_name=name, settings=settings)
+
+
+def mps_matmul(torch) -> None:
+    """A 64x64 matmul on the MPS device, waited for."""
+    x = torch.ones(64, 64, device="mps")
+    (x @ x).sum().item()
+    torch.mps.synchronize()
