@@ -19,7 +19,7 @@ from arena.site.methodology import allocator, workload_meanings
 from arena.families import known_families
 from arena.specs import load_specs
 
-from tests.site.conftest import COMMITTED, EVIL, FIXTURE_FILES, FIXTURES, REPO, current_fingerprint
+from tests.site.conftest import COMMITTED, FIXTURE_FILES, FIXTURES, REPO, current_fingerprint
 
 
 def read(docs, name: str) -> str:
