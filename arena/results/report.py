@@ -92,9 +92,20 @@ def format_ms(ms: float) -> str:
 
 
 def peak_memory(m: Metrics) -> tuple[int | None, bool]:
-    """The accelerator's peak where the cell ran on one (True), else the process's resident peak (False)."""
-    device = max((w.peak_device_memory_bytes or 0 for w in (m.inference, m.latency, m.training) if w), default=0)
-    return (device, True) if device else (m.peak_memory_bytes, False)
+    """The framework's peak over its workloads: the accelerator's where the cell ran on one (True), else the
+    process's resident peak while a workload ran (False).
+
+    Not the whole process's high-water mark (`peak_memory_bytes`, kept in the result): that one also counts
+    what the lab does around the workloads, in amounts that differ between frameworks: the numpy weights
+    held while the model is built, and the comparison's numpy copies of each workload's outputs, made while
+    the framework still holds them (free where `.numpy()` shares memory, as torch's does on the CPU; a
+    second set of SD-1.5 gradients, 3.2 GiB, where it copies). A result without workload peaks (none
+    recorded) falls back to it."""
+    workloads = [w for w in (m.inference, m.latency, m.training) if w]
+    device = max((w.peak_device_memory_bytes or 0 for w in workloads), default=0)
+    if device:
+        return device, True
+    return max((w.peak_rss_bytes or 0 for w in workloads), default=0) or m.peak_memory_bytes, False
 
 
 def format_peak_memory(m: Metrics) -> str:

@@ -171,7 +171,7 @@ def rows(e: Entry, best: dict[str, float], placed: Sequence[roofline.Placement] 
         tag("td", _value(e, "throughput", best, lambda v: f"{v:,.1f} {r.metrics.inference.throughput_unit}")),
         tag("td", _value(e, "gflops", best, lambda v: f"{v:,.1f}")),
         tag("td", "<br>".join(f"{WORKLOAD_SHORT[p.workload]} {p.fraction:.0%}" for p in placed) or "—", title="\n".join(p.describe() for p in placed)),
-        tag("td", _value(e, "memory", best, lambda v: format_bytes(int(v)) + (" dev" if peak_memory(r.metrics)[1] else ""))),
+        tag("td", _value(e, "memory", best, lambda v: format_bytes(int(v)) + (" dev" if peak_memory(r.metrics)[1] else "")), title=_memory_title(e)),
         tag("td", tag("span", esc(("✗ " if r.correctness.verdict == "fail" else "") + verdict_label(r)), title=verdict_title(e), class_="arena-verdict") + _error_note(e)),
     ]
     classes = " ".join(c for c, on in (("arena-fail", r.correctness.verdict == "fail"), ("arena-stale", bool(e.stale))) if on)
@@ -227,6 +227,16 @@ def _stats_title(w: WorkloadMetrics | None) -> str:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("s" if n != 1 else "")
+
+
+def _memory_title(e: Entry) -> str:
+    """Each workload's peak, and the whole process's (which also counts the lab's own copies)."""
+    m = e.result.metrics
+    parts = [f"{w} {format_bytes(x.peak_device_memory_bytes)} dev" if x.peak_device_memory_bytes else f"{w} {format_bytes(x.peak_rss_bytes)}"
+             for w in WORKLOADS if (x := getattr(m, w)) and (x.peak_device_memory_bytes or x.peak_rss_bytes)]
+    if m.peak_memory_bytes:
+        parts.append(f"whole process {format_bytes(m.peak_memory_bytes)} (with the weights load and build, and the comparison's copies of the outputs)")
+    return ", ".join(parts)
 
 
 def _prepare_title(e: Entry) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from arena.results.report import print_summary, ratio_to
+from arena.results.report import peak_memory, print_summary, ratio_to
 from arena.results.schema import Result
 from arena.results.stats import summarize
 from arena.run.system import describe
@@ -54,3 +54,17 @@ def test_a_low_sample_or_noisy_median_says_so():
     assert "20.0 ms " in torch_row and "(" not in torch_row, "five calls within 10 %: the median alone"
     assert "10.0 ms (CV 14%)" in jax_row
     assert "60.0 ms (single call)" in mlx_row
+
+
+def test_peak_memory_is_the_workloads_not_the_whole_process():
+    """The process's high-water mark also counts the lab's copies of weights and outputs; the column is the
+    largest workload peak, the accelerator's where there is one, the process's only where no workload has one."""
+    r = result("tinygrad", [10.0], [4.0])
+    r.metrics.peak_memory_bytes = 20 * 2**30  # e.g. the comparison's numpy copies of the gradients on top
+    r.metrics.inference.peak_rss_bytes, r.metrics.latency.peak_rss_bytes = 5 * 2**30, 6 * 2**30
+    assert peak_memory(r.metrics) == (6 * 2**30, False)
+    r.metrics.latency.peak_device_memory_bytes = 2**30
+    assert peak_memory(r.metrics) == (2**30, True)
+    older = result("torch", [10.0])
+    older.metrics.peak_memory_bytes = 3 * 2**30
+    assert peak_memory(older.metrics) == (3 * 2**30, False), "no workload peak recorded: the process's"
