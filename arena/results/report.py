@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from itertools import groupby
 
+from arena.families.base import WORKLOADS
 from arena.frameworks.contract import REFERENCE_FRAMEWORK
 from arena.results.schema import Conversion, Metrics, Result, WorkloadMetrics
 from arena.results.stats import caveats
 
 COLUMNS = ("framework", "device", "status", "convert", "prepare", "inference", "latency", "training", "GFLOP/s", "peak mem", f"× {REFERENCE_FRAMEWORK}", "verdict")
-WORKLOADS = ("inference", "latency", "training")
 
 
 def print_summary(results: list[Result], out=print) -> None:
@@ -101,7 +101,7 @@ def peak_memory(m: Metrics) -> tuple[int | None, bool]:
     the framework still holds them (free where `.numpy()` shares memory, as torch's does on the CPU; a
     second set of SD-1.5 gradients, 3.2 GiB, where it copies). A result without workload peaks (none
     recorded) falls back to it."""
-    workloads = [w for w in (m.inference, m.latency, m.training) if w]
+    workloads = [x for w in WORKLOADS if (x := getattr(m, w))]
     device = max((w.peak_device_memory_bytes or 0 for w in workloads), default=0)
     if device:
         return device, True

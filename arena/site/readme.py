@@ -30,8 +30,9 @@ COLUMNS = ("#", "framework", "status", "inference", "latency", "training", "× t
 LEGEND = (
     "Median time of the timed calls per workload (what each is: [What is measured](#what-is-measured)); "
     "× torch eager: each median ÷ torch eager's on the same machine, device and dtype (2.0 = twice as slow); "
-    "GFLOP/s of inference from the family's analytic FLOPs; peak memory: the resident peak while a workload ran, the largest of the "
-    "three (dev: the accelerator's; the whole process's, with the lab's own copies of weights and outputs, is in each result); worst margin: the largest error ÷ tolerance over the verdict's checks (under 1 passes). "
+    "GFLOP/s of inference from the family's analytic FLOPs; peak memory: the resident peak while a workload ran, "
+    "the largest of the three (dev: the accelerator's; the whole process's, with the lab's own copies of weights "
+    "and outputs, is in each result); worst margin: the largest error ÷ tolerance over the verdict's checks (under 1 passes). "
     "`#` ranks the verified results (`pass` or `reference`, current spec and code) by inference time; a stale result "
     "is listed without rank or ratio. Every figure comes from `results/`: `python -m arena.site.readme` writes this block."
 )
