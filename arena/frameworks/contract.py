@@ -17,6 +17,8 @@ An adapter package `arena/frameworks/<fw>/__init__.py` declares:
     peak_device_memory(ctx, reset) -> int | None
                                       (optional) peak bytes allocated on an accelerator since the last
                                       reset (reset=True starts a new window); None on the CPU
+    release_cached(ctx) -> None       (optional) give back what the framework's allocator keeps of freed
+                                      buffers, called between workloads so each one's peak is its own
 
 and, for the result's code fingerprint (arena/run/fingerprint.py), what the package runs besides itself:
 
@@ -156,6 +158,7 @@ ADAPTER = (
     function("probe", ("ctx",)),
     function("process_env", ("ctx",), required=False),
     function("peak_device_memory", ("ctx", "reset"), required=False),
+    function("release_cached", ("ctx",), required=False),
     value("SOURCES", tuple, required=False),
     value("DISTRIBUTIONS", tuple, required=False),
     value("BINARIES", tuple, required=False),

@@ -60,7 +60,7 @@ class WorkloadMetrics(Model):
     throughput_unit: str = ""
     flops: float | None = Field(None, description="analytic FLOPs of one call (2 per multiply-add)")
     gflops_per_s: float | None = Field(None, description="achieved GFLOP/s at the median")
-    peak_rss_bytes: int | None = Field(None, description="peak resident memory of the process while this workload ran (sampled beside its untimed calls, read after each timed one)")
+    peak_rss_bytes: int | None = Field(None, description="peak resident memory of the process from the making of this workload's step to its last call, the comparison's copies of its outputs left out (how it was read: settings.peak_rss; results before it was recorded sampled from the first call)")
     peak_device_memory_bytes: int | None = Field(None, description="peak accelerator memory while this workload ran (None on the CPU)")
     problems: list[str] = Field(default_factory=list, description="timing-validity problems (e.g. recompilation)")
 
@@ -73,6 +73,7 @@ class Prepare(Model):
     conversion: Conversion | None = None
     first_call_ms: float | None = None
     total_ms: float
+    peak_rss_bytes: int | None = Field(None, description="peak resident memory of the process while the weights were loaded and the model built")
 
 
 class Metrics(Model):

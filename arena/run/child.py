@@ -10,6 +10,7 @@ at once rather than go on timing beside whatever runs next on the machine.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import importlib
 import os
 import signal
@@ -117,26 +118,30 @@ def run_cell(job: CellJob, result: Result) -> None:
     # Every workload's inputs, drawn up front: ahead-of-time runtimes build for their exact shapes.
     workloads = [w for w in WORKLOADS if not unsupported_reason(adapter.UNSUPPORTED, spec.family, w, variant)]
     inputs = {w: family.make_inputs(preset.config, preset.workloads, w, rng_for("inputs", result.spec_hash)) for w in workloads}
-    t0 = time.perf_counter()
-    tensors = weights.load(job.weights_files)
-    weights.check_layout(tensors, family.parameter_shapes(preset.config), f"{spec.name} ({', '.join(job.weights_files)})")
-    t1 = time.perf_counter()
-    model = build_model(impl.build, preset.config, tensors, ctx, inputs)
-    del tensors
-    t2 = time.perf_counter()
+    memory = PeakRss()
+    result.settings["peak_rss"] = memory.method
+    with memory.sampling():
+        t0 = time.perf_counter()
+        tensors = weights.load(job.weights_files)
+        weights.check_layout(tensors, family.parameter_shapes(preset.config), f"{spec.name} ({', '.join(job.weights_files)})")
+        t1 = time.perf_counter()
+        model = build_model(impl.build, preset.config, tensors, ctx, inputs)
+        del tensors
+        t2 = time.perf_counter()
     result.settings |= getattr(model, "settings", {})  # what the build decided (arena/frameworks/contract.py)
     # A conversion (ONNX export, GGUF writing) is a one-off of the deployment path, recorded on its own;
     # build_ms and total_ms leave it out whether it ran now or came from the cache, so they compare.
     conversion = getattr(model, "conversion", None)
     converted_ms = conversion.ms if conversion and not conversion.cached else 0.0
     build_ms = (t2 - t1) * 1e3 - converted_ms
-    prepare = Prepare(load_ms=(t1 - t0) * 1e3, build_ms=build_ms, total_ms=(t1 - t0) * 1e3 + build_ms, conversion=conversion)
+    prepare = Prepare(load_ms=(t1 - t0) * 1e3, build_ms=build_ms, total_ms=(t1 - t0) * 1e3 + build_ms, conversion=conversion, peak_rss_bytes=memory.peak)
     result.metrics = Metrics(prepare=prepare)
 
     outputs: dict[str, dict[str, np.ndarray]] = {}
     errors = []
     device_memory = getattr(adapter, "peak_device_memory", None)
     device_memory = partial(device_memory, ctx) if device_memory else lambda reset: None
+    release_cached = getattr(adapter, "release_cached", lambda ctx: None)
     for workload in WORKLOADS:
         declared = unsupported_reason(adapter.UNSUPPORTED, spec.family, workload, variant)
         if declared:
@@ -148,6 +153,9 @@ def run_cell(job: CellJob, result: Result) -> None:
             traceback.print_exc()
             errors.append(f"{workload}: {type(err).__name__}: {err}")
             metrics = WorkloadMetrics(status="error", reason=errors[-1][:2000])
+        # The step is gone: what it held goes back before the next workload, so that one's peak is its own.
+        gc.collect()
+        release_cached(ctx)
         metrics.flops = family.flops(preset.config, preset.workloads, workload)
         items, unit = family.work_items(preset.workloads, workload)
         if metrics.stats:
@@ -166,18 +174,19 @@ def run_cell(job: CellJob, result: Result) -> None:
 
 
 def run_workload(impl, model, workload: str, inputs, job: CellJob, timing, device_memory) -> tuple[WorkloadMetrics, dict[str, np.ndarray]]:
-    step = getattr(impl, workload)(model, inputs)
-    device_memory(reset=True)
-    memory = PeakRss()
+    """Make the workload's step, call it (the cold start), measure it, and fetch the last call's outputs.
+    Its peak memory covers all of that but the fetch: the comparison's copies are the lab's."""
+    memory, last = PeakRss(), []
     with memory.sampling():
-        first_ms, value = time_call(step)
+        step = getattr(impl, workload)(model, inputs)
+        device_memory(reset=True)
+        first_ms = time_call(step, last)
     metrics = WorkloadMetrics(first_call_ms=first_ms)
     if job.mode == "measure":
-        measured = measure(step, timing, first_ms, memory)
-        value, metrics.problems = measured.value, measured.problems
-        metrics.stats, metrics.warmup_ms = summarize(measured.samples_ms), measured.warmup_ms
+        measured = measure(step, timing, first_ms, memory, last)
+        metrics.problems, metrics.stats, metrics.warmup_ms = measured.problems, summarize(measured.samples_ms), measured.warmup_ms
     metrics.peak_rss_bytes, metrics.peak_device_memory_bytes = memory.peak, device_memory(reset=False)
-    return metrics, step.fetch(value)
+    return metrics, step.fetch(last[0])
 
 
 if __name__ == "__main__":

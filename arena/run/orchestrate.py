@@ -12,7 +12,6 @@ cell and only the Result travels back.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -40,6 +39,7 @@ from arena.run.config import RunConfig
 from arena.run.progress import Progress
 from arena.run.slot import timing_slot
 from arena.run.system import default_threads, describe
+from arena.run.timing import clear_high_water
 from arena.specs import load_specs
 from arena.specs.schema import ModelSpec
 
@@ -302,8 +302,7 @@ def forget_peak_rss() -> None:
     using 10 MB reported 2 GiB after its parent had held 2 GiB). Writing 5 to /proc/self/clear_refs sets
     the mark to the current RSS (Linux 4.0+), a few hundred MB here, below any cell's own. Elsewhere there
     is no such file and nothing to do."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
+    clear_high_water()
 
 
 def child_env(threads: int, allocator: malloc.Malloc) -> dict[str, str]:

@@ -234,6 +234,8 @@ def _memory_title(e: Entry) -> str:
     m = e.result.metrics
     parts = [f"{w} {format_bytes(x.peak_device_memory_bytes)} dev" if x.peak_device_memory_bytes else f"{w} {format_bytes(x.peak_rss_bytes)}"
              for w in WORKLOADS if (x := getattr(m, w)) and (x.peak_device_memory_bytes or x.peak_rss_bytes)]
+    if m.prepare and m.prepare.peak_rss_bytes:
+        parts.append(f"load and build {format_bytes(m.prepare.peak_rss_bytes)}")
     if m.peak_memory_bytes:
         parts.append(f"whole process {format_bytes(m.peak_memory_bytes)} (with the weights load and build, and the comparison's copies of the outputs)")
     return ", ".join(parts)

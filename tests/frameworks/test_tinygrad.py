@@ -45,3 +45,19 @@ def test_the_watch_reports_timed_calls_before_the_jit_captured_and_none_after():
     value = step.run()  # a replay of the captured kernels
     assert problems() == []
     np.testing.assert_array_equal(step.fetch(value)["y"], [1, 3, 5, 7])
+
+
+def test_release_cached_gives_back_the_buffers_tinygrad_keeps_for_reuse():
+    """tinygrad's LRU allocator keeps a freed buffer for reuse; between workloads the cell gives them back."""
+    from tinygrad import Device
+
+    allocator = Device[adapter.device(CPU)].allocator
+
+    def cached_bytes() -> int:
+        return sum(size * len(opaques) for (size, _), opaques in allocator.cache.items())
+
+    y = (Tensor(np.ones(2**20, dtype=np.float32)) * 2).realize()  # a 4 MiB buffer of tinygrad's own
+    del y
+    assert cached_bytes() >= 4 * 2**20, "the freed buffer stays in the cache"
+    adapter.release_cached(CPU)
+    assert cached_bytes() == 0

@@ -15,7 +15,7 @@ from arena.frameworks.contract import BuildContext, Probe
 
 DISTRIBUTION = "jax"
 DISTRIBUTIONS = ("jax", "jaxlib")
-SOURCES = ("arena/frameworks/layouts.py", "arena/frameworks/last_outputs.py", "arena/functional")  # the architectures, written once
+SOURCES = ("arena/frameworks/layouts.py", "arena/functional")  # the architectures, written once
 INSTALL_HINT = 'pip install -e ".[jax]"'
 VARIANTS = {"": "jax.jit (XLA) for every timed call; compilation happens in prepare/warmup, never in timed calls"}
 UNSUPPORTED: dict[str, str] = {}

@@ -12,7 +12,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from arena.frameworks.contract import DTYPE_NAMES, BuildContext, Step
-from arena.frameworks.last_outputs import keeping_last
 from arena.frameworks.layouts import grads_to_official, kernels_to, to_channels_first, to_channels_last, trainable_names
 
 Params = dict[str, jax.Array]
@@ -107,4 +106,4 @@ def training_step(model: Model, loss_fn: Callable[..., Any], *args: Any, with_ou
         grads = grads_to_official({n: to_numpy(g) for n, g in grads.items()}, "spatial_first")
         return {"loss": to_numpy(loss)} | grads | {n: to_numpy(a) for n, a in outputs.items()}
 
-    return keeping_last(run, fetch, watch=cache_watch(value_and_grad))
+    return Step(run=run, fetch=fetch, watch=cache_watch(value_and_grad))

@@ -18,7 +18,7 @@ from arena.frameworks.device_check import first_kernel
 
 DISTRIBUTION = "mlx"
 DISTRIBUTIONS = ("mlx", "mlx-metal", "mlx-cpu")  # the Metal build on macOS, the CPU back-end on Linux
-SOURCES = ("arena/frameworks/layouts.py", "arena/frameworks/last_outputs.py", "arena/frameworks/device_check.py")
+SOURCES = ("arena/frameworks/layouts.py", "arena/frameworks/device_check.py")
 INSTALL_HINT = 'pip install -e ".[mlx]"  (on Linux this installs mlx[cpu])'
 VARIANTS = {"": "mx.compile of every timed function; lazy graphs evaluated with mx.eval inside each timed call"}
 UNSUPPORTED: dict[str, str] = {}

@@ -14,7 +14,6 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from arena.frameworks.contract import DTYPE_NAMES, BuildContext, Step
-from arena.frameworks.last_outputs import keeping_last
 from arena.frameworks.layouts import grads_to_official, kernels_to, to_channels_first, to_channels_last
 
 
@@ -86,4 +85,4 @@ def training_step(module: nn.Module, loss_fn: Callable[..., mx.array], *args: An
         named = {n: to_numpy(g) for n, g in tree_flatten(grads)}
         return {"loss": to_numpy(loss)} | grads_to_official(named, "channels_last")
 
-    return keeping_last(run, fetch)
+    return Step(run=run, fetch=fetch)

@@ -37,7 +37,7 @@ def installed_distribution() -> str:
 
 DISTRIBUTION = installed_distribution()
 DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu")  # whichever is installed; the other reads as absent
-SOURCES = ("arena/frameworks/layouts.py", "arena/frameworks/last_outputs.py", "arena/functional")  # the architectures, written once
+SOURCES = ("arena/frameworks/layouts.py", "arena/functional")  # the architectures, written once
 INSTALL_HINT = 'pip install -e ".[tensorflow]"'
 CUDA_INSTALL_HINT = 'pip install "tensorflow[and-cuda]"'
 VARIANTS = {

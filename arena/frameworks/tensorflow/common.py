@@ -12,7 +12,6 @@ import numpy as np
 import tensorflow as tf
 
 from arena.frameworks.contract import DTYPE_NAMES, BuildContext, Step
-from arena.frameworks.last_outputs import keeping_last
 from arena.frameworks.layouts import grads_to_official, kernels_to, to_channels_first, to_channels_last, trainable_names
 from arena.frameworks.tensorflow import device_type
 
@@ -147,4 +146,4 @@ def training_step(model: Model, loss_fn: Callable[..., Any], *args: Any, with_ou
         grads = grads_to_official({n: to_numpy(g) for n, g in grads.items()}, "spatial_first")
         return {"loss": to_numpy(loss)} | grads | {n: to_numpy(t) for n, t in outputs.items()}
 
-    return keeping_last(timed(model.ctx, traced, *args), fetch, watch=tracing_watch(traced))
+    return Step(run=timed(model.ctx, traced, *args), fetch=fetch, watch=tracing_watch(traced))

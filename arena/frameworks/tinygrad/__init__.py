@@ -53,6 +53,17 @@ def process_env(ctx: BuildContext) -> dict[str, str]:
     return {"DEV": device(ctx).split(":")[0], "BEAM": "0", "JIT": "1", "NUM_CPU_THREADS": str(ctx.threads)}
 
 
+def release_cached(ctx: BuildContext) -> None:
+    """Free the buffers tinygrad's allocator keeps for reuse (`LRUAllocator`: a freed buffer goes to a
+    cache by size, never back to the system). Measured on SD 1.5: after the inference and latency
+    workloads it held 1.64 GiB of their buffers through the training workload, counted in that one's peak."""
+    from tinygrad import Device
+
+    free_cache = getattr(Device[device(ctx)].allocator, "free_cache", None)
+    if free_cache is not None:  # an allocator without a cache keeps nothing
+        free_cache()
+
+
 def compiler() -> str:
     """The C compiler tinygrad's CPU device runs (runtime/support/compiler_cpu.py: $CC, else clang)."""
     return os.environ.get("CC", "clang")
