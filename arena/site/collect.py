@@ -181,7 +181,8 @@ def group_title(group: tuple[str, str]) -> str:
 
 
 def describe_platform(r: Result) -> str:
-    """One line about the machine: CPU, cores, memory, GPU, OS."""
+    """One line about the machine: CPU (with its family and model, which tell apart CPUs of one model
+    name), cores, memory, GPU, OS."""
     s = r.system
-    parts = [s.cpu_model, f"{s.physical_cores} cores" if s.physical_cores else "", f"{s.ram_bytes / 2**30:.0f} GiB" if s.ram_bytes else "", s.gpu, s.os]
+    parts = [s.cpu_model + (f" ({s.cpu_id})" if s.cpu_id else ""), f"{s.physical_cores} cores" if s.physical_cores else "", f"{s.ram_bytes / 2**30:.0f} GiB" if s.ram_bytes else "", s.gpu, s.os]
     return ", ".join(p for p in parts if p)

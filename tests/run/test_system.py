@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from arena.run.system import cpu_id
+import psutil
+
+from arena.run.system import cpu_id, platform_id
 
 X86 = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -33,6 +35,15 @@ def test_two_cpus_with_one_model_name_get_different_ids(tmp_path):
     zen4.write_text(X86.replace("cpu family\t: 26\nmodel\t\t: 2", "cpu family\t: 25\nmodel\t\t: 17", 1))
     assert cpu_id(zen5) == "AuthenticAMD family 26 model 2 stepping 1", "the first processor's block"
     assert cpu_id(zen4) == "AuthenticAMD family 25 model 17 stepping 1"
+
+
+def test_a_model_name_without_a_model_number_gets_the_cpu_s_family_and_model(monkeypatch):
+    """Two hosts that both say "AMD EPYC" are different platforms; a model number already says which CPU."""
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 2)
+    assert platform_id("AMD EPYC", "", "AuthenticAMD family 25 model 1 stepping 1") == "amd-epyc-f25m1-2c"
+    assert platform_id("AMD EPYC", "", "AuthenticAMD family 26 model 2 stepping 1") == "amd-epyc-f26m2-2c"
+    assert platform_id("AMD EPYC 9654 96-Core Processor", "", "AuthenticAMD family 25 model 17 stepping 1") == "amd-epyc-9654-2c"
+    assert platform_id("AMD EPYC", "", "") == "amd-epyc-2c", "no identity to add (macOS, ARM Linux)"
 
 
 def test_no_id_where_cpuinfo_has_no_such_fields(tmp_path):
