@@ -33,7 +33,7 @@ from arena.results.artifact import fingerprint
 from arena.results.schema import Metrics, Prepare, Result, WorkloadMetrics
 from arena.results.stats import summarize
 from arena.results.store import write_json_atomic
-from arena.run.cell import CellJob
+from arena.run.cell import CONVERTED, CellJob
 from arena.run import malloc
 from arena.run.fingerprint import installed_version
 from arena.run.timing import PeakRss, measure, process_peak_rss_bytes, time_call
@@ -48,6 +48,8 @@ def main(job_path: str) -> int:
     started = time.perf_counter()
     try:
         run_cell(job, result)
+    except Converted:
+        return CONVERTED
     except Exception as err:  # the cell fails, the run goes on; the traceback goes to the cell's log
         traceback.print_exc()
         result.status, result.reason = "error", f"{type(err).__name__}: {err}"[:2000]
@@ -56,6 +58,10 @@ def main(job_path: str) -> int:
     result.created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     write_json_atomic(Path(job.result_path), result.model_dump(mode="json"))
     return 0
+
+
+class Converted(Exception):
+    """The cell converted its model in this process; the parent starts it again (see CONVERTED)."""
 
 
 def follow_parent(lifeline_fd: int) -> None:
@@ -129,11 +135,13 @@ def run_cell(job: CellJob, result: Result) -> None:
         del tensors
         t2 = time.perf_counter()
     result.settings |= getattr(model, "settings", {})  # what the build decided (arena/frameworks/contract.py)
-    # A conversion (ONNX export, GGUF writing) is a one-off of the deployment path, recorded on its own;
-    # build_ms and total_ms leave it out whether it ran now or came from the cache, so they compare.
+    # A conversion (ONNX export, GGUF writing) is a one-off of the deployment path, recorded on its own
+    # from the cache's record: a cell that has just converted starts again (CONVERTED), so build_ms and
+    # the peaks are always those of a build from the cached artifact.
     conversion = getattr(model, "conversion", None)
-    converted_ms = conversion.ms if conversion and not conversion.cached else 0.0
-    build_ms = (t2 - t1) * 1e3 - converted_ms
+    if conversion and not conversion.cached:
+        raise Converted
+    build_ms = (t2 - t1) * 1e3
     prepare = Prepare(load_ms=(t1 - t0) * 1e3, build_ms=build_ms, total_ms=(t1 - t0) * 1e3 + build_ms, conversion=conversion, peak_rss_bytes=memory.peak)
     result.metrics = Metrics(prepare=prepare)
 

@@ -34,7 +34,7 @@ from arena.results.compare import compare, validate_reference
 from arena.results.schema import SCHEMA_VERSION, Correctness, Fingerprint, Result, System
 from arena.results.store import read_result, result_path, write_json_atomic
 from arena.run import fingerprint, malloc, peak
-from arena.run.cell import Cell, CellJob
+from arena.run.cell import CONVERTED, Cell, CellJob
 from arena.run.config import RunConfig
 from arena.run.progress import Progress
 from arena.run.slot import timing_slot
@@ -166,26 +166,9 @@ def run_cell(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, mode: 
     timeout_s = spec.presets[cell.preset].timeout_s
     # The deadline starts when the child does, after any wait for the machine's timing slot.
     with timing_slot(on_wait=_waiting), open(log_path, "w") as log_file:
-        # The lifeline: the child holds the read end and dies when it reads EOF, which happens only if
-        # this process died first (a lost cluster worker, a killed run); see child.follow_parent.
-        lifeline_read, lifeline = os.pipe()
-        job.lifeline_fd = lifeline_read
-        job_path.write_text(job.model_dump_json(indent=1))
-        forget_peak_rss()
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "arena.run.child", str(job_path)], stdout=log_file, stderr=subprocess.STDOUT,
-                env=child_env(run.threads, run.config.malloc), start_new_session=True, pass_fds=(lifeline_read,),
-            )
-            os.close(lifeline_read)
-            try:
-                returncode = process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                returncode = None
-        finally:
-            os.close(lifeline)
+        returncode = start_child(run, job, job_path, log_file, timeout_s)
+        if returncode == CONVERTED:  # it converted its model; the second child builds from the cached artifact
+            returncode = start_child(run, job, job_path, log_file, timeout_s)
     result = read_result(Path(job.result_path)) or unfinished_result(run, cell, spec, weights_file, system)
     if returncode is None:
         result.status, result.reason = "timeout", f"no result within the preset's timeout_s = {timeout_s:g}"
@@ -195,6 +178,30 @@ def run_cell(run: Run, cell: Cell, spec: ModelSpec, weights_file, system, mode: 
         result.reason = f"{result.reason} (log: {log_path})"
     result.created = result.created or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return result
+
+
+def start_child(run: Run, job: CellJob, job_path: Path, log_file, timeout_s: float) -> int | None:
+    """Run the cell's child process to its end; its exit status, None if it ran past `timeout_s`."""
+    # The lifeline: the child holds the read end and dies when it reads EOF, which happens only if
+    # this process died first (a lost cluster worker, a killed run); see child.follow_parent.
+    lifeline_read, lifeline = os.pipe()
+    job.lifeline_fd = lifeline_read
+    job_path.write_text(job.model_dump_json(indent=1))
+    forget_peak_rss()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "arena.run.child", str(job_path)], stdout=log_file, stderr=subprocess.STDOUT,
+            env=child_env(run.threads, run.config.malloc), start_new_session=True, pass_fds=(lifeline_read,),
+        )
+        os.close(lifeline_read)
+        try:
+            return process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return None
+    finally:
+        os.close(lifeline)
 
 
 def not_run_here(run: Run, cell: Cell, spec: ModelSpec, weights_file: weights.WeightsFile, system: System) -> Result:
@@ -317,6 +324,8 @@ def child_env(threads: int, allocator: malloc.Malloc) -> dict[str, str]:
 
 
 def _exit_reason(returncode: int | None) -> str:
+    if returncode == CONVERTED:
+        return "the cell converted its model again after a first conversion: the conversion cache did not keep it"
     if returncode is not None and returncode < 0:
         name = signal.Signals(-returncode).name
         hint = " (killed: out of memory?)" if name == "SIGKILL" else ""

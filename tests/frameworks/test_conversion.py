@@ -76,3 +76,14 @@ def test_unsupported_declarations_by_family_workload_wildcard_and_variant():
     assert unsupported_reason(declared, "llama", "inference") == ""
     assert unsupported_reason(declared, "whisper") == ""
     assert unsupported_reason(declared, "whisper", variant="fast") == "not in fast"
+
+
+def test_a_cell_that_converts_is_measured_again_from_the_cached_artifact(run_matrix, tmp_path):
+    """The converter's memory (torch.export's heap) must not sit under the runtime's workloads: the child
+    that converted ends there, and a second one builds from the cache and measures."""
+    converted = tmp_path / "cache" / "converted"
+    result = run_matrix(["resnet-50"], ["onnxruntime"], cache_dir=tmp_path / "cache")["resnet-50:onnxruntime"]
+    assert result.status == "ok", result.reason
+    assert list(converted.glob("*/*/" + RECORD)), "this run made the conversion"
+    conversion = result.metrics.prepare.conversion
+    assert conversion.cached and conversion.ms > 0, "measured from the cache, with the conversion's own time"
