@@ -21,11 +21,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 @cache
 def describe() -> System:
-    cpu, gpu, nvidia = cpu_model(), gpu_name(), nvidia_gpus()
+    cpu, identity, gpu, nvidia = cpu_model(), cpu_id(), gpu_name(), nvidia_gpus()
     return System(
-        platform_id=platform_id(cpu, gpu, cpu_id()),
+        platform_id=platform_id(cpu, gpu, identity),
         cpu_model=cpu,
-        cpu_id=cpu_id(),
+        cpu_id=identity,
         physical_cores=psutil.cpu_count(logical=False),
         logical_cores=psutil.cpu_count(logical=True),
         ram_bytes=psutil.virtual_memory().total,
