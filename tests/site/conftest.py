@@ -28,9 +28,9 @@ COMMITTED = result_files(REPO / "results")
 FIXTURE_FILES = result_files(FIXTURES)
 
 
-def committed_platforms() -> list[str]:
-    """The platforms with committed results (each gets a table on a model page)."""
-    return sorted(p.name for p in (REPO / "results").iterdir() if p.is_dir())
+def committed_platforms(model: str) -> list[str]:
+    """The platforms with committed results for a model (each gets a table on the model's page)."""
+    return sorted(p.name for p in (REPO / "results").iterdir() if (p / model).is_dir())
 
 
 def committed_frameworks(model: str, platform: str = "intel-xeon-2c") -> set[str]:
