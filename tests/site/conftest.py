@@ -30,7 +30,9 @@ FIXTURE_FILES = result_files(FIXTURES)
 
 def committed_platforms(model: str) -> list[str]:
     """The platforms with committed results for a model (each gets a table on the model's page)."""
-    return sorted(p.name for p in (REPO / "results").iterdir() if (p / model).is_dir())
+    # results/<platform>/<model>/<preset>/<file>.json
+    located = (path.relative_to(REPO / "results").parts for path in COMMITTED)
+    return sorted({platform for platform, of_model, *_ in located if of_model == model})
 
 
 def committed_frameworks(model: str, platform: str = "intel-xeon-2c") -> set[str]:
