@@ -4,9 +4,10 @@ batch; the Euler sampling loop around it runs on the host, as ExecuTorch's own r
 step (its LLM runner's decode loop is C++ around one exported step).
 
 Not the ONNX path's unrolled loop (arena/frameworks/onnxruntime/export/vla_expert.py): at the full preset
-its ten unrolled steps made to_edge_transform_and_lower run past the cell's 1800 s deadline (measured on
-the 2-core AMD EPYC, executorch 1.5.1); one step converts in a tenth of the graph. The loop's arithmetic
-is lerobot's sample_actions, in float32 torch on the host: x += dt * v(x, t), t += dt, dt = -1 / num_steps.
+its ten unrolled steps made to_edge_transform_and_lower run past the cell's deadline of then, 1800 s
+(measured on the 2-core AMD EPYC, executorch 1.5.1); one step converts in a tenth of the graph. The
+loop's arithmetic is lerobot's sample_actions, in float32 torch on the host: x += dt * v(x, t),
+t += dt, dt = -1 / num_steps.
 """
 
 from __future__ import annotations
